@@ -1,0 +1,593 @@
+"""``Ratings``: the one container for explicit rating data.
+
+Storage (DESIGN §2)
+-------------------
+Canonical COO triplets sorted by ``(user, item)``:
+
+* ``users``  int32 codes in ``[0, n_users)``, non-decreasing,
+* ``items``  int32 codes in ``[0, n_items)``, increasing within a user,
+* ``values`` float32 or float64 ratings,
+* ``timestamps`` int64 or ``None``.
+
+Because of that order the triplets *are* CSR by user: ``user_indptr`` (int64,
+``n_users + 1``) delimits each user's run and ``items`` are its column indices.
+
+The item-major copy (CSR by item) is built lazily, once, in O(nnz) by a counting
+sort and kept: ``item_indptr`` (int64), ``item_users`` (int32), ``item_values``
+and ``item_perm`` (int64 positions of each item-major entry in the canonical
+arrays).  It costs 4 + itemsize + 8 bytes a rating; streaming it is much faster
+than gathering through ``item_perm`` in the item-side kernels.
+
+Raw ids (ints or strings) are mapped to dense codes at the boundary:
+``user_ids[code]`` is the raw id of a code and :meth:`Ratings.user_codes` maps raw
+ids to codes (likewise for items).  Codes follow the sorted order of the raw ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._validation import as_1d, check_dtype, check_ratings_values, check_raw_ids
+from ._layout import first_unsorted, indptr_from_sorted, item_major
+
+__all__ = ["Ratings"]
+
+DuplicatePolicy = Literal["error", "last", "mean"]
+_DUPLICATE_POLICIES = ("error", "last", "mean")
+DEFAULT_MAX_DENSE = 50_000_000
+
+_DATAFRAME_COLUMN_GUESSES = (
+    ("user", "item", "rating"),
+    ("userId", "movieId", "rating"),
+    ("user_id", "item_id", "rating"),
+    ("user_id", "movie_id", "rating"),
+)
+
+
+def _factorize(raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        codes, uniques = pd.factorize(raw, sort=True)
+    except TypeError as exc:
+        raise TypeError(f"{name} mix types that cannot be ordered (e.g. strings and ints): {exc}") from exc
+    if len(uniques) > np.iinfo(np.int32).max:
+        raise ValueError(f"{name}: {len(uniques)} distinct ids exceed the int32 code range")
+    return codes.astype(np.int32), np.asarray(uniques)
+
+
+def _py(x):
+    """A numpy scalar as a plain Python value, for readable messages."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+class Ratings:
+    """Explicit ratings of ``n_users`` users on ``n_items`` items, stored sparse.
+
+    Build one with :meth:`from_arrays`, :meth:`from_dataframe`,
+    :meth:`from_scipy`, :meth:`from_codes` or a reader such as
+    :func:`fastmf.load_movielens`; the plain constructor is internal.
+
+    Attributes
+    ----------
+    users, items : ndarray of int32, shape (nnz,)
+        Codes of the canonical triplets, sorted by (user, item).
+    values : ndarray of float32 or float64, shape (nnz,)
+        The ratings.
+    timestamps : ndarray of int64, shape (nnz,), or None
+    user_indptr : ndarray of int64, shape (n_users + 1,)
+        CSR-by-user row pointer of the canonical arrays.
+    user_ids, item_ids : ndarray
+        Raw id of each code (``user_ids[code]``).
+    rating_scale : tuple of float or None
+        Declared ``(low, high)`` rating scale, if any.
+    item_titles : dict or None
+        Raw item id -> title, where the data set has titles.
+    name : str or None
+        Data set name, for display.
+    """
+
+    def __init__(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        values: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        rating_scale: tuple[float, float] | None = None,
+        item_titles: dict | None = None,
+        name: str | None = None,
+        _item_major: tuple | None = None,
+    ):
+        # Internal: arrays are assumed canonical, validated and owned by this object.
+        self.users = users
+        self.items = items
+        self.values = values
+        self.timestamps = timestamps
+        self.user_ids = user_ids
+        self.item_ids = item_ids
+        self.rating_scale = rating_scale
+        self.item_titles = item_titles
+        self.name = name
+        self.user_indptr = indptr_from_sorted(users, len(user_ids))
+        self._item_major = _item_major
+        self._user_index: pd.Index | None = None
+        self._item_index: pd.Index | None = None
+        self._astype_cache: dict = {}
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(
+        cls,
+        users: Sequence[Any] | np.ndarray,
+        items: Sequence[Any] | np.ndarray,
+        ratings: Sequence[float] | np.ndarray,
+        timestamps: Sequence[int] | np.ndarray | None = None,
+        *,
+        dtype=np.float32,
+        duplicates: DuplicatePolicy = "error",
+        rating_scale: tuple[float, float] | None = None,
+        name: str | None = None,
+    ) -> "Ratings":
+        """Build from three parallel arrays of raw user ids, raw item ids and ratings.
+
+        Parameters
+        ----------
+        users, items : array-like of int or str, shape (nnz,)
+            Raw ids. Integer ids must be non-negative; float ids must be whole numbers.
+        ratings : array-like of float, shape (nnz,)
+            Finite ratings; inside ``rating_scale`` if one is given.
+        timestamps : array-like of int, optional
+        dtype : {np.float32, np.float64}
+            Storage dtype of the ratings.
+        duplicates : {"error", "last", "mean"}
+            What to do with repeated (user, item) pairs: raise (default), keep the
+            last one in input order, or average them (timestamps: the latest).
+        rating_scale : (low, high), optional
+            Declared scale; ratings outside it are an error.
+
+        Raises
+        ------
+        TypeError
+            Wrong dtypes (non-numeric ratings, boolean ids, dtype not float32/64).
+        ValueError
+            Empty input, length mismatch, NaN/inf ratings, negative or non-integer
+            ids, ratings outside ``rating_scale``, duplicates under ``"error"``.
+        """
+        dt = check_dtype(dtype)
+        if duplicates not in _DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+        u = as_1d(users, "users")
+        i = as_1d(items, "items")
+        r = as_1d(ratings, "ratings")
+        lengths = {"users": len(u), "items": len(i), "ratings": len(r)}
+        ts = None
+        if timestamps is not None:
+            ts = as_1d(timestamps, "timestamps")
+            lengths["timestamps"] = len(ts)
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"input arrays have mismatched lengths: {lengths}")
+        if len(r) == 0:
+            raise ValueError("no ratings: the input arrays are empty")
+        u = check_raw_ids(u, "user ids")
+        i = check_raw_ids(i, "item ids")
+        vals = check_ratings_values(r, dt, rating_scale)
+        if ts is not None:
+            if ts.dtype.kind not in "iu":
+                if ts.dtype.kind == "M":
+                    ts = ts.astype("datetime64[s]").astype(np.int64)
+                else:
+                    raise TypeError(f"timestamps must be integers (seconds), got dtype {ts.dtype}")
+            ts = np.array(ts, dtype=np.int64, copy=True)
+        ucodes, user_ids = _factorize(u, "user ids")
+        icodes, item_ids = _factorize(i, "item ids")
+        return cls._canonicalize(
+            ucodes, icodes, vals, ts, user_ids, item_ids, duplicates, rating_scale, name
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        n_users: int | None = None,
+        n_items: int | None = None,
+        timestamps: np.ndarray | None = None,
+        *,
+        user_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        dtype=np.float32,
+        duplicates: DuplicatePolicy = "error",
+        rating_scale: tuple[float, float] | None = None,
+        name: str | None = None,
+    ) -> "Ratings":
+        """Build from integer codes already in ``[0, n_users)`` and ``[0, n_items)``.
+
+        Users or items with no rating are kept (their codes exist, their rows are
+        empty).  ``user_ids``/``item_ids`` default to ``arange(n)``.
+        """
+        dt = check_dtype(dtype)
+        if duplicates not in _DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+        u = as_1d(users, "users")
+        i = as_1d(items, "items")
+        r = as_1d(ratings, "ratings")
+        lengths = {"users": len(u), "items": len(i), "ratings": len(r)}
+        if timestamps is not None:
+            lengths["timestamps"] = len(timestamps)
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"input arrays have mismatched lengths: {lengths}")
+        if len(r) == 0:
+            raise ValueError("no ratings: the input arrays are empty")
+        for arr, nm in ((u, "user codes"), (i, "item codes")):
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"{nm} must be integers, got dtype {arr.dtype}")
+        if user_ids is not None:
+            user_ids = np.asarray(user_ids)
+            n_users = len(user_ids) if n_users is None else n_users
+        if item_ids is not None:
+            item_ids = np.asarray(item_ids)
+            n_items = len(item_ids) if n_items is None else n_items
+        n_users = int(u.max()) + 1 if n_users is None else int(n_users)
+        n_items = int(i.max()) + 1 if n_items is None else int(n_items)
+        for arr, nm, n in ((u, "user codes", n_users), (i, "item codes", n_items)):
+            bad = (arr < 0) | (arr >= n)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{nm} must lie in [0, {n}): first out of range at row {row} (value {arr[row]})")
+        if user_ids is None:
+            user_ids = np.arange(n_users, dtype=np.int64)
+        elif len(user_ids) != n_users:
+            raise ValueError(f"user_ids has {len(user_ids)} entries, n_users is {n_users}")
+        if item_ids is None:
+            item_ids = np.arange(n_items, dtype=np.int64)
+        elif len(item_ids) != n_items:
+            raise ValueError(f"item_ids has {len(item_ids)} entries, n_items is {n_items}")
+        vals = check_ratings_values(r, dt, rating_scale)
+        ts = None if timestamps is None else np.array(timestamps, dtype=np.int64, copy=True)
+        return cls._canonicalize(
+            u.astype(np.int32), i.astype(np.int32), vals, ts, user_ids, item_ids,
+            duplicates, rating_scale, name,
+        )
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        user_col: str | None = None,
+        item_col: str | None = None,
+        rating_col: str | None = None,
+        timestamp_col: str | None = None,
+        **kwargs,
+    ) -> "Ratings":
+        """Build from a DataFrame with user, item and rating columns.
+
+        Column names default to the first of ``("user", "item", "rating")``,
+        ``("userId", "movieId", "rating")``, ``("user_id", "item_id", "rating")``
+        found in ``df``; a ``"timestamp"`` column is used when present.  Other
+        keyword arguments go to :meth:`from_arrays`.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        if user_col is None and item_col is None and rating_col is None:
+            for guess in _DATAFRAME_COLUMN_GUESSES:
+                if all(c in df.columns for c in guess):
+                    user_col, item_col, rating_col = guess
+                    break
+            else:
+                raise ValueError(
+                    f"cannot find user/item/rating columns in {list(df.columns)}; "
+                    "pass user_col=, item_col=, rating_col="
+                )
+        for col, what in ((user_col, "user_col"), (item_col, "item_col"), (rating_col, "rating_col")):
+            if col is None:
+                raise ValueError(f"{what} must be given when any column name is given")
+            if col not in df.columns:
+                raise ValueError(f"{what}={col!r} is not a column of the DataFrame (columns: {list(df.columns)})")
+        if timestamp_col is None and "timestamp" in df.columns:
+            timestamp_col = "timestamp"
+        if timestamp_col is not None and timestamp_col not in df.columns:
+            raise ValueError(f"timestamp_col={timestamp_col!r} is not a column of the DataFrame")
+        ts = None if timestamp_col is None else df[timestamp_col].to_numpy()
+        return cls.from_arrays(
+            df[user_col].to_numpy(), df[item_col].to_numpy(), df[rating_col].to_numpy(), ts, **kwargs
+        )
+
+    @classmethod
+    def from_scipy(cls, matrix, **kwargs) -> "Ratings":
+        """Build from a scipy sparse matrix or array (users x items), COO or CSR (or any format).
+
+        Every *stored* entry is a rating, explicit zeros included; duplicate stored
+        entries follow the ``duplicates`` policy instead of scipy's summing.  Row
+        and column indices become the raw ids, and empty rows/columns are kept.
+        """
+        if not sp.issparse(matrix):
+            raise TypeError(f"expected a scipy.sparse matrix or array, got {type(matrix).__name__}")
+        if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+            raise ValueError(f"empty matrix of shape {matrix.shape}")
+        if matrix.format == "csr":
+            indptr = matrix.indptr
+            rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(indptr))
+            cols = matrix.indices
+            data = matrix.data
+        else:
+            coo = matrix.tocoo(copy=False)
+            rows, cols, data = coo.row, coo.col, coo.data
+        return cls.from_codes(rows, cols, data, matrix.shape[0], matrix.shape[1], **kwargs)
+
+    @classmethod
+    def _canonicalize(cls, ucodes, icodes, vals, ts, user_ids, item_ids, duplicates, rating_scale, name):
+        n_items = len(item_ids)
+        if first_unsorted(ucodes, icodes) >= 0:
+            key = ucodes.astype(np.int64) * n_items + icodes
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            dup = key[1:] == key[:-1]
+            if dup.any():
+                if duplicates == "error":
+                    pos = np.flatnonzero(dup) + 1
+                    j = pos[np.argmin(order[pos])]
+                    a, b = sorted((int(order[j - 1]), int(order[j])))
+                    raise ValueError(
+                        f"duplicate (user, item) pair ({_py(user_ids[ucodes[b]])!r}, {_py(item_ids[icodes[b]])!r}) "
+                        f"at rows {a} and {b}; pass duplicates='last' or 'mean' to combine duplicates"
+                    )
+                # Runs of equal keys: keep the last position of each run.
+                last = np.append(~dup, True)
+                starts = np.flatnonzero(np.insert(~dup, 0, True))
+                if duplicates == "mean":
+                    sums = np.add.reduceat(vals[order].astype(np.float64), starts)
+                    counts = np.diff(np.append(starts, len(order)))
+                    keep = order[last]
+                    ucodes, icodes = ucodes[keep], icodes[keep]
+                    vals = (sums / counts).astype(vals.dtype)
+                    if ts is not None:
+                        ts = np.maximum.reduceat(ts[order], starts)
+                else:  # "last": stable sort keeps input order within a run
+                    keep = order[last]
+                    ucodes, icodes, vals = ucodes[keep], icodes[keep], vals[keep]
+                    ts = None if ts is None else ts[keep]
+            else:
+                ucodes, icodes, vals = ucodes[order], icodes[order], vals[order]
+                ts = None if ts is None else ts[order]
+        return cls(
+            np.ascontiguousarray(ucodes, dtype=np.int32),
+            np.ascontiguousarray(icodes, dtype=np.int32),
+            np.ascontiguousarray(vals),
+            user_ids,
+            item_ids,
+            timestamps=ts,
+            rating_scale=None if rating_scale is None else (float(rating_scale[0]), float(rating_scale[1])),
+            name=name,
+        )
+
+    # ------------------------------------------------------------------ derived data
+    @property
+    def n_users(self) -> int:
+        """Number of users (codes), including users with no rating."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (codes), including items with no rating."""
+        return len(self.item_ids)
+
+    @property
+    def nnz(self) -> int:
+        """Number of ratings."""
+        return self.values.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_users, self.n_items)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def density(self) -> float:
+        """``nnz / (n_users * n_items)``."""
+        return self.nnz / (self.n_users * self.n_items)
+
+    @property
+    def global_mean(self) -> float:
+        """Mean rating, accumulated in float64."""
+        return float(np.mean(self.values, dtype=np.float64))
+
+    @property
+    def user_counts(self) -> np.ndarray:
+        """Ratings per user (int64, length ``n_users``)."""
+        return np.diff(self.user_indptr)
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Ratings per item (int64, length ``n_items``)."""
+        return np.diff(self.item_indptr)
+
+    def _ensure_item_major(self):
+        if self._item_major is None:
+            self._item_major = item_major(self.users, self.items, self.values, self.n_items)
+        return self._item_major
+
+    @property
+    def item_indptr(self) -> np.ndarray:
+        """CSR-by-item row pointer (int64, ``n_items + 1``); built lazily once."""
+        return self._ensure_item_major()[0]
+
+    @property
+    def item_users(self) -> np.ndarray:
+        """User codes in item-major order (int32)."""
+        return self._ensure_item_major()[1]
+
+    @property
+    def item_values(self) -> np.ndarray:
+        """Ratings in item-major order (a copy, streamed by item-side kernels)."""
+        return self._ensure_item_major()[2]
+
+    @property
+    def item_perm(self) -> np.ndarray:
+        """Positions (int64) of the item-major entries in the canonical arrays."""
+        return self._ensure_item_major()[3]
+
+    # ------------------------------------------------------------------ id maps
+    @property
+    def user_index(self) -> pd.Index:
+        """pandas Index of raw user ids (position = code)."""
+        if self._user_index is None:
+            self._user_index = pd.Index(self.user_ids)
+        return self._user_index
+
+    @property
+    def item_index(self) -> pd.Index:
+        """pandas Index of raw item ids (position = code)."""
+        if self._item_index is None:
+            self._item_index = pd.Index(self.item_ids)
+        return self._item_index
+
+    def user_codes(self, raw_ids, missing: Literal["raise", "ignore"] = "raise") -> np.ndarray:
+        """Codes (int64) of raw user ids; unknown ids raise ``KeyError`` or, with
+        ``missing="ignore"``, come back as ``-1``."""
+        return self._codes(self.user_index, raw_ids, "user", missing)
+
+    def item_codes(self, raw_ids, missing: Literal["raise", "ignore"] = "raise") -> np.ndarray:
+        """Codes (int64) of raw item ids; see :meth:`user_codes`."""
+        return self._codes(self.item_index, raw_ids, "item", missing)
+
+    @staticmethod
+    def _codes(index: pd.Index, raw_ids, what: str, missing: str) -> np.ndarray:
+        scalar = np.ndim(raw_ids) == 0
+        arr = np.atleast_1d(np.asarray(raw_ids))
+        codes = index.get_indexer(arr).astype(np.int64)
+        if missing == "raise" and (codes < 0).any():
+            first = arr[np.flatnonzero(codes < 0)[0]]
+            raise KeyError(f"unknown {what} id {_py(first)!r} ({int((codes < 0).sum())} unknown in all)")
+        return codes[0] if scalar else codes
+
+    # ------------------------------------------------------------------ conversions
+    def astype(self, dtype) -> "Ratings":
+        """The same ratings stored as ``dtype`` (self if already so; cached otherwise).
+
+        Index arrays, id maps and the item-major structure are shared, not copied.
+        """
+        dt = check_dtype(dtype)
+        if dt == self.values.dtype:
+            return self
+        if dt not in self._astype_cache:
+            im = None
+            if self._item_major is not None:
+                ip, iu, iv, perm = self._item_major
+                im = (ip, iu, iv.astype(dt), perm)
+            self._astype_cache[dt] = Ratings(
+                self.users, self.items, self.values.astype(dt), self.user_ids, self.item_ids,
+                timestamps=self.timestamps, rating_scale=self.rating_scale,
+                item_titles=self.item_titles, name=self.name, _item_major=im,
+            )
+        return self._astype_cache[dt]
+
+    def subset(self, rows) -> "Ratings":
+        """A new ``Ratings`` with the canonical rows selected by a boolean mask or
+        sorted index array, sharing this object's id maps (codes keep their meaning)."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.nnz,):
+                raise ValueError(f"boolean mask must have shape ({self.nnz},), got {rows.shape}")
+        else:
+            if rows.ndim != 1 or rows.dtype.kind not in "iu":
+                raise TypeError("rows must be a boolean mask or a 1-D integer index array")
+            if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= self.nnz):
+                raise ValueError("index array must be strictly increasing and within [0, nnz)")
+        users = self.users[rows]
+        if users.size == 0:
+            raise ValueError("subset selects no ratings")
+        return Ratings(
+            users, self.items[rows], self.values[rows], self.user_ids, self.item_ids,
+            timestamps=None if self.timestamps is None else self.timestamps[rows],
+            rating_scale=self.rating_scale, item_titles=self.item_titles, name=self.name,
+        )
+
+    def to_scipy(self) -> sp.csr_matrix:
+        """CSR matrix (users x items) of the ratings (copies of the arrays)."""
+        return sp.csr_matrix(
+            (self.values.copy(), self.items.copy(), self.user_indptr.copy()), shape=self.shape
+        )
+
+    def to_dataframe(self, raw_ids: bool = True) -> pd.DataFrame:
+        """DataFrame with ``user, item, rating`` (and ``timestamp``) columns."""
+        data = {
+            "user": self.user_ids[self.users] if raw_ids else self.users,
+            "item": self.item_ids[self.items] if raw_ids else self.items,
+            "rating": self.values,
+        }
+        if self.timestamps is not None:
+            data["timestamp"] = self.timestamps
+        return pd.DataFrame(data)
+
+    def to_dense(self, fill_value: float = np.nan, max_elements: int = DEFAULT_MAX_DENSE) -> np.ndarray:
+        """Dense ``(n_users, n_items)`` array, ``fill_value`` where unrated.
+
+        Only for small data (the dense reference and plots): refuses with a
+        ``ValueError`` above ``max_elements`` cells.
+        """
+        cells = self.n_users * self.n_items
+        if cells > max_elements:
+            raise ValueError(
+                f"to_dense would allocate {self.n_users} x {self.n_items} = {cells:,} cells, above "
+                f"max_elements={max_elements:,}; use to_scipy() or raise max_elements"
+            )
+        out = np.full(self.shape, fill_value, dtype=self.values.dtype)
+        out[self.users, self.items] = self.values
+        return out
+
+    def mask(self, max_elements: int = DEFAULT_MAX_DENSE) -> np.ndarray:
+        """Dense boolean mask of observed cells (same size limit as :meth:`to_dense`)."""
+        cells = self.n_users * self.n_items
+        if cells > max_elements:
+            raise ValueError(f"mask would allocate {cells:,} cells, above max_elements={max_elements:,}")
+        out = np.zeros(self.shape, dtype=bool)
+        out[self.users, self.items] = True
+        return out
+
+    # ------------------------------------------------------------------ display
+    def describe(self) -> dict:
+        """Summary statistics (counts, density, rating range and mean, activity quantiles)."""
+        uc, ic = self.user_counts, self.item_counts
+        return {
+            "name": self.name,
+            "n_ratings": self.nnz,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "density": self.density,
+            "rating_min": float(self.values.min()),
+            "rating_max": float(self.values.max()),
+            "global_mean": self.global_mean,
+            "ratings_per_user_median": float(np.median(uc)),
+            "ratings_per_user_max": int(uc.max()),
+            "ratings_per_item_median": float(np.median(ic)),
+            "ratings_per_item_max": int(ic.max()),
+            "users_without_ratings": int((uc == 0).sum()),
+            "items_without_ratings": int((ic == 0).sum()),
+            "dtype": str(self.dtype),
+            "has_timestamps": self.timestamps is not None,
+        }
+
+    def __len__(self) -> int:
+        return self.nnz
+
+    def __repr__(self) -> str:
+        nm = f"{self.name!r}, " if self.name else ""
+        return (
+            f"Ratings({nm}n_users={self.n_users}, n_items={self.n_items}, nnz={self.nnz}, "
+            f"density={self.density:.4g}, dtype={self.dtype})"
+        )
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_user_index"] = None
+        state["_item_index"] = None
+        state["_astype_cache"] = {}
+        return state
