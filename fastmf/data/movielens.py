@@ -1,0 +1,560 @@
+"""MovieLens readers: the official zips or their extracted folders, and any ratings file.
+
+Supported sets (GroupLens names, official zip ``<name>.zip``):
+
+==================  ======================  =====================  ============  ==========
+name                inner folder            ratings file           format        scale
+==================  ======================  =====================  ============  ==========
+``ml-100k``         ``ml-100k``             ``u.data``             tab, no head  (1, 5)
+``ml-1m``           ``ml-1m``               ``ratings.dat``        ``::``        (1, 5)
+``ml-10m``          ``ml-10M100K``          ``ratings.dat``        ``::``        (0.5, 5)
+``ml-20m``          ``ml-20m``              ``ratings.csv``        csv, header   (0.5, 5)
+``ml-25m``          ``ml-25m``              ``ratings.csv``        csv, header   (0.5, 5)
+``ml-32m``          ``ml-32m``              ``ratings.csv``        csv, header   (0.5, 5)
+``ml-latest-small`` ``ml-latest-small``     ``ratings.csv``        csv, header   (0.5, 5)
+==================  ======================  =====================  ============  ==========
+
+Where the files are looked for (:func:`load_movielens` with ``data_home=None``), in order:
+
+1. the folder in the environment variable ``FASTMF_DATA``, if set;
+2. for ``ml-latest-small`` only, the copy bundled in the repository's ``data/`` folder
+   (present in a source checkout / editable install);
+3. the cache folder: ``FASTMF_CACHE``, else ``$XDG_CACHE_HOME/fastmf``, else
+   ``~/.cache/fastmf``.
+
+In each folder either the official zip ``<name>.zip`` or the extracted folder (``<inner
+folder>/`` or ``<name>/``) is accepted; zips are read in place, never extracted.  When
+nothing is found the zip is downloaded from ``https://files.grouplens.org/datasets/movielens/``
+(overridable by ``FASTMF_MOVIELENS_URL``) into the cache folder (or into ``data_home``
+when one is given), atomically (temporary file, then ``os.replace``) and checked to be a
+zip holding the ratings file.
+
+All parsing is vectorised (pyarrow's CSV reader); ``::``-separated files are turned into
+tab-separated bytes with a single ``bytes.replace`` first.  No Python loop runs per row.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .._validation import check_dtype
+from .ratings import Ratings
+
+__all__ = [
+    "MOVIELENS_DATASETS",
+    "ML100K_FOLDS",
+    "load_movielens",
+    "load_ml100k_fold",
+    "load_ratings_file",
+    "cache_dir",
+    "bundled_data_dir",
+]
+
+logger = logging.getLogger("fastmf.data")
+
+DEFAULT_URL = "https://files.grouplens.org/datasets/movielens/"
+DOWNLOAD_TIMEOUT = 30.0
+ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+_COLS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    folder: str  # folder inside the official zip
+    ratings: str  # ratings file name
+    fmt: str  # "tab" (no header), "dcolon" (``::``, no header), "csv" (header)
+    scale: tuple[float, float]
+    movies: str  # movie titles file
+    movies_fmt: str  # "pipe" (u.item), "dcolon", "csv"
+    movies_encoding: str
+
+
+MOVIELENS_DATASETS: dict[str, _Spec] = {
+    s.name: s
+    for s in (
+        _Spec("ml-100k", "ml-100k", "u.data", "tab", (1.0, 5.0), "u.item", "pipe", "latin-1"),
+        _Spec("ml-1m", "ml-1m", "ratings.dat", "dcolon", (1.0, 5.0), "movies.dat", "dcolon", "latin-1"),
+        _Spec("ml-10m", "ml-10M100K", "ratings.dat", "dcolon", (0.5, 5.0), "movies.dat", "dcolon", "utf-8"),
+        _Spec("ml-20m", "ml-20m", "ratings.csv", "csv", (0.5, 5.0), "movies.csv", "csv", "utf-8"),
+        _Spec("ml-25m", "ml-25m", "ratings.csv", "csv", (0.5, 5.0), "movies.csv", "csv", "utf-8"),
+        _Spec("ml-32m", "ml-32m", "ratings.csv", "csv", (0.5, 5.0), "movies.csv", "csv", "utf-8"),
+        _Spec("ml-latest-small", "ml-latest-small", "ratings.csv", "csv", (0.5, 5.0), "movies.csv", "csv", "utf-8"),
+    )
+}
+
+
+# ---------------------------------------------------------------------------- folders
+def cache_dir() -> Path:
+    """The download cache: ``FASTMF_CACHE``, else ``$XDG_CACHE_HOME/fastmf``, else ``~/.cache/fastmf``."""
+    if os.environ.get("FASTMF_CACHE"):
+        return Path(os.environ["FASTMF_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "fastmf"
+
+
+def bundled_data_dir() -> Path | None:
+    """The repository's ``data/`` folder (ships ml-latest-small), or None if not installed with it."""
+    import fastmf
+
+    path = Path(fastmf.__file__).resolve().parents[1] / "data"
+    return path if (path / "ml-latest-small" / "ratings.csv").is_file() else None
+
+
+def _search_dirs(name: str, data_home) -> list[Path]:
+    if data_home is not None:
+        return [Path(data_home).expanduser()]
+    dirs = []
+    if os.environ.get("FASTMF_DATA"):
+        dirs.append(Path(os.environ["FASTMF_DATA"]).expanduser())
+    if name == "ml-latest-small":
+        bundled = bundled_data_dir()
+        if bundled is not None:
+            dirs.append(bundled)
+    dirs.append(cache_dir())
+    return dirs
+
+
+class _Source:
+    """One place a data set lives: an official zip or an extracted folder."""
+
+    def __init__(self, path: Path, zip_prefix: str | None = None):
+        self.path = path
+        self.zip_prefix = zip_prefix  # "ml-100k/" inside a zip; None for a folder
+
+    def __repr__(self) -> str:
+        return f"_Source({str(self.path)!r})"
+
+    def has(self, fname: str) -> bool:
+        if self.zip_prefix is None:
+            return (self.path / fname).is_file()
+        with zipfile.ZipFile(self.path) as zf:
+            return (self.zip_prefix + fname) in zf.namelist()
+
+    def read_bytes(self, fname: str) -> bytes:
+        if self.zip_prefix is None:
+            return (self.path / fname).read_bytes()
+        with zipfile.ZipFile(self.path) as zf:
+            return zf.read(self.zip_prefix + fname)
+
+    def read_table(self, fname: str, **kw) -> pa.Table:
+        """pyarrow CSV read straight from the file or the zip member (streamed)."""
+        if self.zip_prefix is None:
+            return pacsv.read_csv(str(self.path / fname), **kw)
+        with zipfile.ZipFile(self.path) as zf, zf.open(self.zip_prefix + fname) as fh:
+            return pacsv.read_csv(fh, **kw)
+
+
+def _zip_prefix(zpath: Path, spec: _Spec) -> str | None:
+    """The folder prefix under which ``spec.ratings`` sits in the zip, or None."""
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        return None
+    for prefix in (f"{spec.folder}/", f"{spec.name}/", ""):
+        if prefix + spec.ratings in names:
+            return prefix
+    return None
+
+
+def _find_in(folder: Path, spec: _Spec) -> _Source | None:
+    zpath = folder / f"{spec.name}.zip"
+    if zpath.is_file():
+        prefix = _zip_prefix(zpath, spec)
+        if prefix is None:
+            raise ValueError(f"{zpath} is not a zip holding {spec.folder}/{spec.ratings}")
+        return _Source(zpath, prefix)
+    for sub in dict.fromkeys((spec.folder, spec.name)):
+        if (folder / sub / spec.ratings).is_file():
+            return _Source(folder / sub)
+    if folder.name in (spec.folder, spec.name) and (folder / spec.ratings).is_file():
+        return _Source(folder)
+    return None
+
+
+def _expected(spec: _Spec) -> str:
+    alt = f" or {spec.name}/{spec.ratings}" if spec.folder != spec.name else ""
+    return f"{spec.name}.zip or {spec.folder}/{spec.ratings}{alt}"
+
+
+# ---------------------------------------------------------------------------- download
+def _download(spec: _Spec, dest_dir: Path) -> _Source:
+    base = os.environ.get("FASTMF_MOVIELENS_URL", DEFAULT_URL)
+    url = base.rstrip("/") + f"/{spec.name}.zip"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / f"{spec.name}.zip"
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+    try:
+        logger.info("downloading %s to %s", url, target)
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+        if not zipfile.is_zipfile(tmp):
+            raise ValueError(f"the file downloaded from {url} is not a zip archive")
+        prefix = _zip_prefix(Path(tmp), spec)
+        if prefix is None:
+            raise ValueError(f"the zip downloaded from {url} holds no {spec.folder}/{spec.ratings}")
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return _Source(target, prefix)
+
+
+def _locate(spec: _Spec, data_home, download) -> _Source:
+    dirs = _search_dirs(spec.name, data_home)
+    for d in dirs:
+        src = _find_in(d, spec)
+        if src is not None:
+            return src
+    searched = ", ".join(str(d) for d in dirs)
+    msg = f"MovieLens {spec.name!r} not found: expected {_expected(spec)} in {searched}"
+    if download is None:
+        download = os.environ.get("FASTMF_NO_DOWNLOAD", "").lower() not in ("1", "true", "yes")
+        if not download:
+            msg += " (download disabled by FASTMF_NO_DOWNLOAD)"
+    if not download:
+        raise FileNotFoundError(msg)
+    dest = Path(data_home).expanduser() if data_home is not None else cache_dir()
+    try:
+        return _download(spec, dest)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise FileNotFoundError(f"{msg}; downloading it into {dest} failed: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------- parsing
+def _convert_options(header: bool, ncols: int) -> pacsv.ConvertOptions:
+    types = {"user": pa.int64(), "item": pa.int64(), "rating": pa.float64(), "timestamp": pa.int64()}
+    names = _COLS[:ncols]
+    return pacsv.ConvertOptions(column_types={n: types[n] for n in names})
+
+
+def _read_headerless(data, delimiter: str, ncols: int | None = None) -> pa.Table:
+    """Parse user/item/rating[/timestamp] rows without a header from a path, bytes or stream."""
+    if ncols is None:
+        ncols = 4
+    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=False)
+    read = pacsv.ReadOptions(column_names=list(_COLS[:ncols]), block_size=1 << 24)
+    if isinstance(data, (bytes, bytearray)):
+        data = pa.BufferReader(data)
+    return pacsv.read_csv(data, read_options=read, parse_options=parse,
+                          convert_options=_convert_options(False, ncols))
+
+
+def _dcolon_to_tab(raw: bytes) -> bytes:
+    if b"\t" in raw:
+        raise ValueError("a '::'-separated file must not contain tab characters")
+    return raw.replace(b"::", b"\t")
+
+
+def _table_to_ratings(table: pa.Table, *, dtype, rating_scale, name, duplicates="error") -> Ratings:
+    cols = table.column_names
+    ts = table.column("timestamp").to_numpy() if "timestamp" in cols else None
+    return Ratings.from_arrays(
+        table.column("user").to_numpy(), table.column("item").to_numpy(), table.column("rating").to_numpy(),
+        ts, dtype=dtype, duplicates=duplicates, rating_scale=rating_scale, name=name,
+    )
+
+
+def _read_spec_ratings(src: _Source, spec: _Spec, fname: str | None = None) -> pa.Table:
+    fname = fname or spec.ratings
+    if spec.fmt == "tab":
+        if src.zip_prefix is None:
+            return _read_headerless(str(src.path / fname), "\t")
+        return _read_headerless(src.read_bytes(fname), "\t")
+    if spec.fmt == "dcolon":
+        return _read_headerless(_dcolon_to_tab(src.read_bytes(fname)), "\t")
+    table = src.read_table(
+        fname,
+        convert_options=pacsv.ConvertOptions(
+            column_types={"userId": pa.int64(), "movieId": pa.int64(), "rating": pa.float64(),
+                          "timestamp": pa.int64()},
+            include_columns=["userId", "movieId", "rating", "timestamp"],
+        ),
+        read_options=pacsv.ReadOptions(block_size=1 << 24),
+    )
+    return table.rename_columns(list(_COLS))
+
+
+def _read_titles(src: _Source, spec: _Spec) -> dict | None:
+    """Raw movie id -> title, or None when the set's movies file is not there."""
+    if not src.has(spec.movies):
+        return None
+    if spec.movies_fmt == "csv":
+        t = src.read_table(spec.movies, convert_options=pacsv.ConvertOptions(
+            column_types={"movieId": pa.int64(), "title": pa.string()}, include_columns=["movieId", "title"]))
+        ids, titles = t.column("movieId"), t.column("title")
+    else:
+        raw = src.read_bytes(spec.movies)
+        if spec.movies_fmt == "dcolon":
+            raw, delim, cols = _dcolon_to_tab(raw), "\t", ["movieId", "title", "genres"]
+        else:  # u.item: id|title|release date|video date|url|19 genre flags
+            delim = "|"
+            cols = ["movieId", "title", "release", "video", "url"] + [f"g{j}" for j in range(19)]
+        t = pacsv.read_csv(
+            pa.BufferReader(raw),
+            read_options=pacsv.ReadOptions(column_names=cols, encoding=spec.movies_encoding),
+            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"movieId": pa.int64(), "title": pa.string()}, include_columns=["movieId", "title"]),
+        )
+        ids, titles = t.column("movieId"), t.column("title")
+    return dict(zip(ids.to_pylist(), titles.to_pylist()))
+
+
+# ---------------------------------------------------------------------------- public API
+def _spec(name: str) -> _Spec:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    if name not in MOVIELENS_DATASETS:
+        raise ValueError(f"unknown MovieLens set {name!r}; known: {sorted(MOVIELENS_DATASETS)}")
+    return MOVIELENS_DATASETS[name]
+
+
+def _check_download(download):
+    if download is not None and not isinstance(download, bool):
+        raise TypeError(f"download must be None, True or False, got {download!r}")
+
+
+def load_movielens(name: str, data_home: str | os.PathLike | None = None, *, dtype=np.float32,
+                   download: bool | None = None) -> Ratings:
+    """Load a MovieLens rating set as :class:`~fastmf.data.ratings.Ratings`.
+
+    Parameters
+    ----------
+    name : {"ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small"}
+    data_home : path, optional
+        Folder holding ``<name>.zip`` or the extracted folder.  Default: search
+        ``FASTMF_DATA``, the bundled ``data/`` (ml-latest-small), then the cache
+        (see the module docstring).  When given, only this folder is searched and a
+        download goes into it.
+    dtype : {np.float32, np.float64}
+        Storage dtype of the ratings.
+    download : bool or None
+        ``None`` (default): download when the file is absent, unless the environment
+        variable ``FASTMF_NO_DOWNLOAD`` is set to 1/true/yes.  ``True``: download when
+        absent.  ``False``: never download.
+
+    Returns
+    -------
+    Ratings
+        Raw ids are MovieLens' user and movie ids; timestamps (seconds) are kept;
+        ``rating_scale`` is (1, 5) for ml-100k/ml-1m and (0.5, 5) otherwise;
+        ``item_titles`` maps movie id to title when the set's movies file is
+        present (``None`` otherwise); ``name`` is ``name``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``; a malformed file.
+    FileNotFoundError
+        The set is absent and could not be downloaded: the message names the
+        expected file(s), every folder searched and the download error.
+    """
+    spec = _spec(name)
+    dt = check_dtype(dtype)
+    _check_download(download)
+    src = _locate(spec, data_home, download)
+    table = _read_spec_ratings(src, spec)
+    r = _table_to_ratings(table, dtype=dt, rating_scale=spec.scale, name=spec.name)
+    r.item_titles = _read_titles(src, spec)
+    return r
+
+
+def load_ml100k_fold(fold: str = "u1", data_home: str | os.PathLike | None = None, *, dtype=np.float32,
+                     drop_unknown: bool = True, download: bool | None = None):
+    """The official ml-100k train/test folds ``u1..u5`` (5-fold CV) and ``ua``/``ub`` (10 per user).
+
+    Both parts share one code space, built from the ids of the full ``u.data``
+    (943 users, 1,682 items), so codes agree between train and test (and with
+    ``load_movielens("ml-100k")``).
+
+    Parameters
+    ----------
+    fold : {"u1", "u2", "u3", "u4", "u5", "ua", "ub"}
+    data_home, dtype, download
+        As in :func:`load_movielens`.
+    drop_unknown : bool
+        Drop test ratings whose user or item has no rating in the train part
+        (default); the number dropped is in ``result.n_dropped`` and logged.
+
+    Returns
+    -------
+    Split
+        ``(train, test)`` (unpacks as a pair) with ``.n_dropped``; train/test
+        hold 80,000/20,000 ratings for u1..u5 and 90,570/9,430 for ua/ub before
+        dropping.
+    """
+    from .splits import Split, _drop_unknown
+
+    if fold not in ML100K_FOLDS:
+        raise ValueError(f"fold must be one of {ML100K_FOLDS}, got {fold!r}")
+    spec = MOVIELENS_DATASETS["ml-100k"]
+    dt = check_dtype(dtype)
+    _check_download(download)
+    src = _locate(spec, data_home, download)
+    full = _read_spec_ratings(src, spec)
+    user_ids = np.unique(full.column("user").to_numpy())
+    item_ids = np.unique(full.column("item").to_numpy())
+    titles = _read_titles(src, spec)
+    parts = []
+    for suffix in ("base", "test"):
+        fname = f"{fold}.{suffix}"
+        if not src.has(fname):
+            raise FileNotFoundError(f"{fname} not found in {src.path}")
+        t = _read_spec_ratings(src, spec, fname)
+        u, i = t.column("user").to_numpy(), t.column("item").to_numpy()
+        uc, ic = np.searchsorted(user_ids, u), np.searchsorted(item_ids, i)
+        if np.any(user_ids[np.minimum(uc, len(user_ids) - 1)] != u) or np.any(
+                item_ids[np.minimum(ic, len(item_ids) - 1)] != i):
+            raise ValueError(f"{fname} holds ids that are not in u.data")
+        r = Ratings.from_codes(uc, ic, t.column("rating").to_numpy(), timestamps=t.column("timestamp").to_numpy(),
+                               user_ids=user_ids, item_ids=item_ids, dtype=dt, rating_scale=spec.scale,
+                               name=f"ml-100k/{fname}")
+        r.item_titles = titles
+        parts.append(r)
+    train, test = parts
+    n_dropped = 0
+    if drop_unknown:
+        test, n_dropped = _drop_unknown(train, test)
+        if n_dropped:
+            logger.info("ml-100k fold %s: dropped %d test ratings whose user or item is not in train",
+                        fold, n_dropped)
+    return Split(train, test, n_dropped)
+
+
+def _sniff(head: bytes) -> tuple[str, bool, int]:
+    """(delimiter, has_header, n_columns) from the first line of a ratings file."""
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if not first.strip():
+        raise ValueError("the file is empty or starts with an empty line")
+    if b"::" in first:
+        delim = "::"
+    elif b"\t" in first:
+        delim = "\t"
+    elif b"," in first:
+        delim = ","
+    elif b";" in first:
+        delim = ";"
+    else:
+        raise ValueError(f"cannot tell the column separator from the first line {first[:80]!r}")
+    fields = first.decode("utf-8", errors="replace").split(delim)
+
+    def numeric(s: str) -> bool:
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return False
+
+    has_header = not numeric(fields[2].strip()) if len(fields) >= 3 else True
+    return delim, has_header, len(fields)
+
+
+_HEADER_GUESSES = (
+    ("userId", "movieId", "rating", "timestamp"),
+    ("user", "item", "rating", "timestamp"),
+    ("user_id", "item_id", "rating", "timestamp"),
+    ("user_id", "movie_id", "rating", "timestamp"),
+    ("UserID", "MovieID", "Rating", "Timestamp"),
+)
+
+
+def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | None = None, dtype=np.float32,
+                      rating_scale: tuple[float, float] | None = None, duplicates: str = "error",
+                      name: str | None = None) -> Ratings:
+    """Read an arbitrary ratings file; its format is sniffed from the first line.
+
+    Accepted: CSV (``,`` or ``;``) or TSV with a header naming the columns
+    (``userId,movieId,rating[,timestamp]``, ``user,item,rating[,timestamp]``,
+    ``user_id,item_id|movie_id,rating[,timestamp]`` or any names given in
+    ``columns``), or without a header: ``user item rating [timestamp]`` separated
+    by tabs (u.data), ``::`` (ratings.dat) or commas.  Ids may be integers or
+    strings.
+
+    Parameters
+    ----------
+    path : path
+    columns : tuple of str, optional
+        Header names of the user, item, rating (and optionally timestamp)
+        columns, for a file with a header whose names are not one of the above.
+    dtype, rating_scale, duplicates
+        As in :meth:`Ratings.from_arrays`.
+    name : str, optional
+        Defaults to the file name.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file; unknown separator; unknown header; a headerless file
+        without 3 or 4 columns; any bad rating (see :meth:`Ratings.from_arrays`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ratings file not found: {path}")
+    dt = check_dtype(dtype)
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    delim, has_header, ncols = _sniff(head)
+    name = path.name if name is None else name
+    if not has_header:
+        if ncols not in (3, 4):
+            raise ValueError(f"{path}: a file without a header must have 3 or 4 columns "
+                             f"(user, item, rating[, timestamp]); the first line has {ncols}")
+        if delim == "::":
+            table = _read_headerless(_dcolon_to_tab(path.read_bytes()), "\t", ncols)
+        else:
+            parse = pacsv.ParseOptions(delimiter=delim, quote_char=False)
+            read = pacsv.ReadOptions(column_names=list(_COLS[:ncols]), block_size=1 << 24)
+            table = pacsv.read_csv(str(path), read_options=read, parse_options=parse,
+                                   convert_options=pacsv.ConvertOptions(column_types={"rating": pa.float64()}))
+    else:
+        if delim == "::":
+            raise ValueError(f"{path}: '::'-separated files with a header are not supported")
+        read = pacsv.ReadOptions(block_size=1 << 24)
+        parse = pacsv.ParseOptions(delimiter=delim)
+        header = [h.strip().strip('"') for h in head.split(b"\n", 1)[0].rstrip(b"\r").decode().split(delim)]
+        if columns is not None:
+            if len(columns) not in (3, 4) or not all(isinstance(c, str) for c in columns):
+                raise ValueError(f"columns must be 3 or 4 column names, got {columns!r}")
+            chosen = tuple(columns)
+        else:
+            chosen = None
+            for guess in _HEADER_GUESSES:
+                if all(c in header for c in guess[:3]):
+                    chosen = guess if guess[3] in header else guess[:3]
+                    break
+            if chosen is None:
+                raise ValueError(f"{path}: cannot find user/item/rating columns in the header {header}; "
+                                 "pass columns=(user, item, rating[, timestamp])")
+        missing = [c for c in chosen if c not in header]
+        if missing:
+            raise ValueError(f"{path}: columns {missing} not in the header {header}")
+        types = {chosen[2]: pa.float64()}
+        if len(chosen) == 4:
+            types[chosen[3]] = pa.int64()
+        table = pacsv.read_csv(str(path), read_options=read, parse_options=parse,
+                               convert_options=pacsv.ConvertOptions(include_columns=list(chosen),
+                                                                    column_types=types))
+        table = table.select(list(chosen)).rename_columns(list(_COLS[:len(chosen)]))
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no ratings in the file")
+    return _table_to_ratings(table, dtype=dt, rating_scale=rating_scale, name=name, duplicates=duplicates)
