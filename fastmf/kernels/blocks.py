@@ -1,0 +1,294 @@
+r"""Per-row k×k (or (k+1)×(k+1)) Gauss-Newton blocks: assembly, Cholesky, solves.
+
+These kernels serve two solvers:
+
+* the block-Jacobi preconditioner of Newton-CG (:mod:`fastmf.solvers.preconditioners`),
+* ALS (:mod:`fastmf.solvers.als`), whose row solves use the same block.
+
+The block of a user ``u`` (items are symmetric: swap the roles of P and Q, b and c)
+-------------------------------------------------------------------------------------
+Write :math:`\tilde q_i = [q_i; 1]` with biases and :math:`\tilde q_i = q_i` without.
+The diagonal block of the Gauss-Newton matrix :math:`G` for the parameters
+:math:`(p_u, b_u)` of user ``u`` is
+
+.. math::
+
+    B_u = \sum_{i \in \Omega_u} \tilde q_i \tilde q_i^\top
+          + \mathrm{diag}(\lambda_f w_u I_k,\ \lambda_b w_u)
+
+(``w_u = 1`` or ``n_u``).  It is also the diagonal block of the exact Hessian (the
+residual term of the exact Hessian only couples ``p_u`` with ``q_i``), and it is the
+matrix of the normal equations of ALS's exact row solve given Q and c:
+
+.. math::
+
+    B_u \begin{bmatrix} p_u \\ b_u \end{bmatrix}
+      = \sum_{i \in \Omega_u} (r_ui - \mu - c_i)\, \tilde q_i .
+
+Conventions
+-----------
+* Blocks are stored as ``(n_rows, K, K)`` arrays, ``K = k + 1`` with biases; only
+  the lower triangle is assembled and factored (``L`` with ``B = L L^T``); the upper
+  triangle is left untouched (garbage).
+* Cholesky is done per row, in place, with no allocation.  A pivot that is not
+  positive, or smaller than ``PIVOT_RTOL`` times the block's original diagonal entry
+  (a singular block: e.g. ``λ = 0`` and a row with fewer ratings than ``K``, or a
+  row with no ratings at all), is *replaced*: the pivot becomes
+  ``sqrt(max(original diagonal, 1))`` and the column below it is zeroed, which turns
+  that direction into a decoupled diagonal entry.  The factor is then that of a
+  symmetric positive definite matrix close to ``B`` on the well-determined
+  directions; the kernels return how many pivots were replaced so callers can log it.
+  For ALS this gives *a* minimiser of a singular row problem, not the minimum-norm
+  one.
+* Rows are processed in ``prange`` over chunks of rows of (roughly) equal rating
+  count (see :func:`row_chunks`); each chunk owns its rows (and its scratch), so the
+  kernels are race-free and the result of each row does not depend on the chunking
+  or the thread count.
+* Accumulation happens in the output array's dtype for the preconditioner (float32
+  by default: it is an approximation anyway) and in float64 scratch for ALS.
+
+Memory: the block-Jacobi factors take ``(m + n) K^2`` floats (e.g. 160k users, k=128,
+float32: 10.5 GB); :func:`block_memory` computes it and the preconditioner refuses
+beyond a budget.  ALS needs only ``n_chunks (K^2 + K)`` float64 scratch.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "PIVOT_RTOL",
+    "row_chunks",
+    "block_memory",
+    "factor_blocks",
+    "apply_blocks",
+    "gn_diagonal",
+    "als_solve_rows",
+]
+
+PIVOT_RTOL = 1e-12
+
+
+def row_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Row boundaries (int64, ascending, first 0 and last ``n_rows``) of up to
+    ``n_chunks`` contiguous chunks holding about equal numbers of ratings.
+
+    Each chunk is additionally charged one unit per row (so that runs of empty rows
+    are spread too).  Empty chunks are removed.
+    """
+    n_rows = indptr.shape[0] - 1
+    if n_rows == 0:
+        return np.zeros(1, dtype=np.int64)
+    n_chunks = max(1, min(int(n_chunks), n_rows))
+    work = indptr.astype(np.int64) + np.arange(n_rows + 1, dtype=np.int64)
+    targets = np.linspace(0, work[-1], n_chunks + 1)[1:-1]
+    cuts = np.searchsorted(work, targets, side="left")
+    bounds = np.unique(np.concatenate(([0], cuts, [n_rows])).astype(np.int64))
+    return bounds
+
+
+def block_memory(n_users: int, n_items: int, rank: int, biases: bool, dtype) -> int:
+    """Bytes needed to store the block-Jacobi factors of all users and items."""
+    K = rank + (1 if biases else 0)
+    return int((n_users + n_items) * K * K * np.dtype(dtype).itemsize)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cholesky_inplace(A, rtol):
+    """Lower Cholesky of the lower triangle of ``A`` (K×K) in place; returns the
+    number of replaced pivots (see module docstring)."""
+    K = A.shape[0]
+    one = A.dtype.type(1)
+    zero = A.dtype.type(0)
+    fixed = 0
+    for j in range(K):
+        d0 = A[j, j]
+        s = d0
+        for l in range(j):
+            s -= A[j, l] * A[j, l]
+        if not (s > rtol * d0) or not (s > zero):
+            fixed += 1
+            piv = np.sqrt(d0) if d0 > one else one
+            A[j, j] = piv
+            for i in range(j + 1, K):
+                A[i, j] = zero
+            continue
+        piv = np.sqrt(s)
+        A[j, j] = piv
+        for i in range(j + 1, K):
+            t = A[i, j]
+            for l in range(j):
+                t -= A[i, l] * A[j, l]
+            A[i, j] = t / piv
+    return fixed
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _assemble(A, indptr, cols, F, row, k, biases):
+    """Add Σ_i q̃_i q̃_iᵀ (lower triangle) of ``row`` into ``A`` (zeroed by the caller)."""
+    one = A.dtype.type(1)
+    for j in range(indptr[row], indptr[row + 1]):
+        q = F[cols[j]]
+        for a in range(k):
+            qa = A.dtype.type(q[a])
+            for b in range(a + 1):
+                A[a, b] += qa * q[b]
+        if biases:
+            for b in range(k):
+                A[k, b] += q[b]
+            A[k, k] += one
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def factor_blocks(indptr, cols, F, w, reg_f, reg_b, biases, chunks, rtol, out, fixed):
+    """Assemble and Cholesky-factor every row's Gauss-Newton block, in place in ``out``.
+
+    Parameters
+    ----------
+    indptr, cols : CSR of the rows (users: ``user_indptr, items``; items:
+        ``item_indptr, item_users``).
+    F : (n_other, k) factors of the other side (Q for users, P for items).
+    w : (n_rows,) regularisation weights (ones or counts), ``out``'s dtype.
+    reg_f, reg_b : λ_f and λ_b.
+    biases : bool, whether blocks are augmented by the bias row/column.
+    chunks : int64 row boundaries (:func:`row_chunks`).
+    rtol : relative pivot tolerance.
+    out : (n_rows, K, K) output, K = k + biases; lower triangle = L.
+    fixed : (len(chunks) - 1,) int64 output, replaced pivots per chunk.
+    """
+    k = F.shape[1]
+    K = out.shape[1]
+    zero = out.dtype.type(0)
+    lf = out.dtype.type(reg_f)
+    lb = out.dtype.type(reg_b)
+    tol = out.dtype.type(rtol)
+    for c in numba.prange(chunks.shape[0] - 1):
+        nf = 0
+        for row in range(chunks[c], chunks[c + 1]):
+            A = out[row]
+            for a in range(K):
+                for b in range(a + 1):
+                    A[a, b] = zero
+            _assemble(A, indptr, cols, F, row, k, biases)
+            for a in range(k):
+                A[a, a] += lf * w[row]
+            if biases:
+                A[k, k] += lb * w[row]
+            nf += _cholesky_inplace(A, tol)
+        fixed[c] = nf
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def apply_blocks(L, rF, rb, biases, chunks, zF, zb):
+    """Solve ``L_u L_uᵀ [zF_u; zb_u] = [rF_u; rb_u]`` for every row ``u``.
+
+    ``rF``/``zF`` are (n_rows, k); ``rb``/``zb`` are (n_rows,) (ignored without
+    biases: pass length-1 dummies).  ``zF``/``zb`` may alias ``rF``/``rb``.
+    """
+    k = rF.shape[1]
+    K = L.shape[1]
+    for c in numba.prange(chunks.shape[0] - 1):
+        for row in range(chunks[c], chunks[c + 1]):
+            A = L[row]
+            # forward: L y = r  (y stored in z)
+            for a in range(K):
+                s = rF[row, a] if a < k else rb[row]
+                for l in range(a):
+                    yl = zF[row, l] if l < k else zb[row]
+                    s -= A[a, l] * yl
+                if a < k:
+                    zF[row, a] = s / A[a, a]
+                else:
+                    zb[row] = s / A[a, a]
+            # backward: Lᵀ z = y
+            for a in range(K - 1, -1, -1):
+                s = zF[row, a] if a < k else zb[row]
+                for l in range(a + 1, K):
+                    zl = zF[row, l] if l < k else zb[row]
+                    s -= A[l, a] * zl
+                if a < k:
+                    zF[row, a] = s / A[a, a]
+                else:
+                    zb[row] = s / A[a, a]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db):
+    """Diagonal of the Gauss-Newton matrix for one side.
+
+    ``dF[u, a] = Σ_{i∈Ω_u} q_ia² + λ_f w_u`` and ``db[u] = n_u + λ_b w_u`` (with biases).
+    """
+    k = F.shape[1]
+    zero = dF.dtype.type(0)
+    lf = dF.dtype.type(reg_f)
+    lb = dF.dtype.type(reg_b)
+    for c in numba.prange(chunks.shape[0] - 1):
+        for row in range(chunks[c], chunks[c + 1]):
+            for a in range(k):
+                dF[row, a] = zero
+            for j in range(indptr[row], indptr[row + 1]):
+                q = F[cols[j]]
+                for a in range(k):
+                    dF[row, a] += q[a] * q[a]
+            for a in range(k):
+                dF[row, a] += lf * w[row]
+            if biases:
+                db[row] = dF.dtype.type(indptr[row + 1] - indptr[row]) + lb * w[row]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, reg_f, reg_b, biases, chunks, rtol,
+                   scratch_A, scratch_r, out_F, out_b, fixed):
+    r"""Exact ALS row solves for one side, in parallel over chunks of rows.
+
+    For each row ``u`` solves (in float64 scratch)
+
+    .. math::
+        B_u [p_u; b_u] = \sum_{i\in\Omega_u} (r_{ui} - \mu - c_i)\,\tilde q_i
+
+    and writes ``out_F[u]`` (and ``out_b[u]`` with biases).  ``other_bias`` is ``c``
+    (for users) or ``b`` (for items); ignored without biases.  ``scratch_A`` is
+    (n_chunks, K, K) float64, ``scratch_r`` (n_chunks, K) float64.
+    """
+    k = F.shape[1]
+    K = scratch_A.shape[1]
+    for c in numba.prange(chunks.shape[0] - 1):
+        A = scratch_A[c]
+        y = scratch_r[c]
+        nf = 0
+        for row in range(chunks[c], chunks[c + 1]):
+            for a in range(K):
+                y[a] = 0.0
+                for b in range(a + 1):
+                    A[a, b] = 0.0
+            _assemble(A, indptr, cols, F, row, k, biases)
+            for j in range(indptr[row], indptr[row + 1]):
+                col = cols[j]
+                t = np.float64(vals[j]) - mu
+                if biases:
+                    t -= other_bias[col]
+                    y[k] += t
+                q = F[col]
+                for a in range(k):
+                    y[a] += t * q[a]
+            for a in range(k):
+                A[a, a] += reg_f * w[row]
+            if biases:
+                A[k, k] += reg_b * w[row]
+            nf += _cholesky_inplace(A, rtol)
+            for a in range(K):
+                s = y[a]
+                for l in range(a):
+                    s -= A[a, l] * y[l]
+                y[a] = s / A[a, a]
+            for a in range(K - 1, -1, -1):
+                s = y[a]
+                for l in range(a + 1, K):
+                    s -= A[l, a] * y[l]
+                y[a] = s / A[a, a]
+            for a in range(k):
+                out_F[row, a] = y[a]
+            if biases:
+                out_b[row] = y[k]
+        fixed[c] = nf
