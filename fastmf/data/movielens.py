@@ -265,13 +265,38 @@ def _dcolon_to_tab(raw: bytes) -> bytes:
     return raw.replace(b"::", b"\t")
 
 
+def _dense_codes(ids: np.ndarray):
+    """(codes int32, sorted unique ids) of non-negative integer ids by a lookup table, or None.
+
+    O(nnz + max id) instead of a hash factorization; used when the ids are
+    non-negative integers whose maximum is not much larger than their number.
+    Gives exactly the codes :meth:`Ratings.from_arrays` would (sorted raw ids).
+    """
+    if ids.dtype.kind not in "iu" or ids.size == 0:
+        return None
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi > 4 * ids.size + (1 << 20):
+        return None
+    present = np.zeros(hi + 1, dtype=bool)
+    present[ids] = True
+    lookup = np.cumsum(present, dtype=np.int64) - 1
+    return lookup[ids].astype(np.int32), np.flatnonzero(present).astype(ids.dtype)
+
+
 def _table_to_ratings(table: pa.Table, *, dtype, rating_scale, name, duplicates="error") -> Ratings:
     cols = table.column_names
     ts = table.column("timestamp").to_numpy() if "timestamp" in cols else None
-    return Ratings.from_arrays(
-        table.column("user").to_numpy(), table.column("item").to_numpy(), table.column("rating").to_numpy(),
-        ts, dtype=dtype, duplicates=duplicates, rating_scale=rating_scale, name=name,
-    )
+    users, items = table.column("user").to_numpy(), table.column("item").to_numpy()
+    values = table.column("rating").to_numpy()
+    du, di = _dense_codes(users), _dense_codes(items)
+    if du is not None and di is not None:
+        if not (len(users) == len(items) == len(values)):  # pragma: no cover - a table's columns agree
+            raise ValueError("columns of unequal length")
+        return Ratings.from_codes(du[0], di[0], values, len(du[1]), len(di[1]), ts, user_ids=du[1],
+                                  item_ids=di[1], dtype=dtype, duplicates=duplicates,
+                                  rating_scale=rating_scale, name=name)
+    return Ratings.from_arrays(users, items, values, ts, dtype=dtype, duplicates=duplicates,
+                               rating_scale=rating_scale, name=name)
 
 
 def _read_spec_ratings(src: _Source, spec: _Spec, fname: str | None = None) -> pa.Table:
@@ -285,7 +310,8 @@ def _read_spec_ratings(src: _Source, spec: _Spec, fname: str | None = None) -> p
     table = src.read_table(
         fname,
         convert_options=pacsv.ConvertOptions(
-            column_types={"userId": pa.int64(), "movieId": pa.int64(), "rating": pa.float64(),
+            # MovieLens ids fit int32; parsing them so saves 8 bytes a rating at 25M+ rows.
+            column_types={"userId": pa.int32(), "movieId": pa.int32(), "rating": pa.float64(),
                           "timestamp": pa.int64()},
             include_columns=["userId", "movieId", "rating", "timestamp"],
         ),
