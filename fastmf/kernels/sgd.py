@@ -1,0 +1,274 @@
+r"""Numba kernels of the blocked stratified SGD solver (:mod:`fastmf.solvers.sgd`).
+
+Layout (built once by :func:`block_layout`)
+-------------------------------------------
+Users and items are renumbered by seeded random permutations ("working codes"), so
+that a *bin* is a contiguous range of working codes and a factor matrix in working
+order holds each bin's rows contiguously.  The ``B`` user bins (item bins) are cut so
+that each holds about ``nnz / B`` ratings.  Rating ``(u, i)`` belongs to block
+``ubin(u) * B + ibin(i)``; the ratings are copied block by block into three
+contiguous arrays (working user code int32, working item code int32, value) with
+``block_ptr`` (int64, ``B*B + 1``) delimiting the blocks, and each block is shuffled
+by a Fisher-Yates pass driven by a splitmix64 stream seeded by ``(seed, block)``.
+Memory: ``4 + 4 + itemsize`` bytes a rating (12 for float32).
+
+Schedule
+--------
+An epoch is ``B`` strata; stratum ``t`` is the ``B`` blocks ``schedule[t, 0..B-1]``,
+one per user bin and one per item bin (a Latin square), so no two blocks of a stratum
+share a factor row.  The blocks of a stratum run in a ``prange``; each block's updates
+read and write only the rows of its own user bin and item bin, so the result does not
+depend on which thread runs which block, nor on the thread count.
+
+Update (one rating, ``e = r - (mu + b_u + c_i + p_u . q_i)``)
+--------------------------------------------------------------
+With per-row regularisation weights ``s_u`` (``w_u / n_u``, see the solver) the
+stochastic gradient of the rating's share of the objective is::
+
+    g_p = s_u lam p_u - e q_i      g_q = s_i lam q_i - e p_u
+    g_b = s_u lam_b b_u - e        g_c = s_i lam_b c_i - e
+
+* constant / decaying rate: ``p_u -= eta g_p``, ``q_i -= eta g_q`` (both from the
+  old rows), ``b_u -= eta g_b``, ``c_i -= eta g_c``;
+* adaptive (row-wise AdaGrad, as LIBMF): ``p_u -= eta / sqrt(G_u) g_p`` then
+  ``G_u += |g_p|^2 / k`` (likewise ``q_i`` with ``H_i``); each bias has its own
+  accumulator (``+= g_b^2``).  Accumulators start at 1.
+
+All arithmetic runs in the factors' dtype; the loss kernels accumulate in float64.
+Kernels assume valid input (validation happens once, in Python).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = [
+    "block_layout",
+    "shuffle_blocks",
+    "sgd_epoch_blocked",
+    "sgd_epoch_hogwild",
+    "squared_error_segments",
+    "penalty_chunks",
+]
+
+# reassoc lets LLVM vectorise the dot products; nnan/ninf are deliberately *not* set so
+# that the non-finite checks of the divergence guard keep their meaning.  The compiled
+# code is the same whatever thread runs a block, so results stay deterministic.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+
+
+# ---------------------------------------------------------------------------- RNG
+@numba.njit(inline="always")
+def _mix64(z):
+    """splitmix64 finaliser (a bijection of uint64)."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@numba.njit(cache=True)
+def stream_seed(seed, a, b):
+    """A uint64 seed derived from ``(seed, a, b)`` (a, b non-negative ints)."""
+    z = _mix64(seed + _GOLDEN)
+    z = _mix64(z ^ (np.uint64(a) + _GOLDEN))
+    z = _mix64(z ^ (np.uint64(b) + _GOLDEN))
+    return z
+
+
+# ---------------------------------------------------------------------------- layout
+@numba.njit(cache=True)
+def block_layout(users, items, values, user_work, item_work, user_bin, item_bin, n_blocks,
+                 out_users, out_items, out_values, block_ptr):
+    """Counting sort of the ratings into block-major order, in working codes.
+
+    ``user_work[u]`` / ``item_work[i]`` are the working codes, ``user_bin[w]`` /
+    ``item_bin[w]`` the bin of a working code.  Within a block the ratings keep their
+    input order (shuffle them afterwards with :func:`shuffle_blocks`).  ``values`` are
+    cast to ``out_values``' dtype.
+    """
+    nnz = users.shape[0]
+    nb = n_blocks * n_blocks
+    for b in range(nb + 1):
+        block_ptr[b] = 0
+    for j in range(nnz):
+        blk = user_bin[user_work[users[j]]] * n_blocks + item_bin[item_work[items[j]]]
+        block_ptr[blk + 1] += 1
+    for b in range(nb):
+        block_ptr[b + 1] += block_ptr[b]
+    fill = block_ptr[:-1].copy()
+    for j in range(nnz):
+        uw = user_work[users[j]]
+        iw = item_work[items[j]]
+        blk = user_bin[uw] * n_blocks + item_bin[iw]
+        pos = fill[blk]
+        fill[blk] = pos + 1
+        out_users[pos] = uw
+        out_items[pos] = iw
+        out_values[pos] = values[j]
+
+
+@numba.njit(parallel=True, cache=True)
+def shuffle_blocks(bu, bi, bv, block_ptr, seed, epoch):
+    """Fisher-Yates shuffle of every block in place, block ``b`` driven by the
+    splitmix64 stream seeded by ``(seed, epoch, b)``: deterministic whatever the
+    thread count."""
+    nb = block_ptr.shape[0] - 1
+    for b in prange(nb):
+        start = block_ptr[b]
+        size = block_ptr[b + 1] - start
+        state = stream_seed(seed, epoch, b)
+        for t in range(size - 1, 0, -1):
+            state += _GOLDEN
+            r = np.int64(_mix64(state) % np.uint64(t + 1))
+            x = start + t
+            y = start + r
+            tu = bu[x]
+            bu[x] = bu[y]
+            bu[y] = tu
+            ti = bi[x]
+            bi[x] = bi[y]
+            bi[y] = ti
+            tv = bv[x]
+            bv[x] = bv[y]
+            bv[y] = tv
+
+
+# ---------------------------------------------------------------------------- updates
+@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _sgd_range(bu, bi, bv, start, stop, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
+               mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+    """SGD updates for ratings ``start..stop-1`` of the block-major arrays, in order."""
+    k = P.shape[1]
+    zero = mu - mu
+    for j in range(start, stop):
+        u = bu[j]
+        i = bi[j]
+        dot = zero
+        for f in range(k):
+            dot += P[u, f] * Q[i, f]
+        pred = mu + dot
+        if use_biases:
+            pred += b[u] + c[i]
+        e = bv[j] - pred
+        ru = reg * su[u]
+        ri = reg * si[i]
+        if adaptive:
+            etp = lr / np.sqrt(GP[u])
+            etq = lr / np.sqrt(GQ[i])
+            gpp = zero
+            gqq = zero
+            for f in range(k):
+                pf = P[u, f]
+                qf = Q[i, f]
+                gp = ru * pf - e * qf
+                gq = ri * qf - e * pf
+                P[u, f] = pf - etp * gp
+                Q[i, f] = qf - etq * gq
+                gpp += gp * gp
+                gqq += gq * gq
+            GP[u] += gpp * inv_k
+            GQ[i] += gqq * inv_k
+            if use_biases:
+                gb = reg_b * su[u] * b[u] - e
+                gc = reg_b * si[i] * c[i] - e
+                b[u] -= lr / np.sqrt(Gb[u]) * gb
+                c[i] -= lr / np.sqrt(Gc[i]) * gc
+                Gb[u] += gb * gb
+                Gc[i] += gc * gc
+        else:
+            for f in range(k):
+                pf = P[u, f]
+                qf = Q[i, f]
+                P[u, f] = pf + lr * (e * qf - ru * pf)
+                Q[i, f] = qf + lr * (e * pf - ri * qf)
+            if use_biases:
+                b[u] += lr * (e - reg_b * su[u] * b[u])
+                c[i] += lr * (e - reg_b * si[i] * c[i])
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
+def sgd_epoch_blocked(bu, bi, bv, block_ptr, schedule, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
+                      mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+    """One epoch of blocked stratified SGD.
+
+    ``schedule`` (int64, ``(B, B)``): row ``t`` lists the blocks of stratum ``t``; the
+    strata run one after the other, the blocks of a stratum in parallel (they share
+    no factor row, so there is no race and no dependence on the thread count).
+    """
+    n_strata = schedule.shape[0]
+    width = schedule.shape[1]
+    for t in range(n_strata):
+        for s in prange(width):
+            blk = schedule[t, s]
+            _sgd_range(bu, bi, bv, block_ptr[blk], block_ptr[blk + 1], P, Q, b, c, GP, GQ, Gb, Gc,
+                       su, si, mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
+def sgd_epoch_hogwild(bu, bi, bv, chunk_ptr, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
+                      mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+    """One lock-free (Hogwild) epoch: the chunks of the shuffled ratings run in a
+    ``prange`` with no ownership, so threads may update the same row concurrently.
+    **Not deterministic** with more than one thread (kept for comparison)."""
+    for ch in prange(chunk_ptr.shape[0] - 1):
+        _sgd_range(bu, bi, bv, chunk_ptr[ch], chunk_ptr[ch + 1], P, Q, b, c, GP, GQ, Gb, Gc,
+                   su, si, mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
+
+
+# ---------------------------------------------------------------------------- loss
+@numba.njit(parallel=True, cache=True, nogil=True)
+def squared_error_segments(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, out):
+    """``out[s] = sum (r - r_hat)^2`` over segment ``s`` of the ratings, in float64
+    (dot products too).  Sum ``out`` in order for a thread-independent total."""
+    k = P.shape[1]
+    for s in prange(seg_ptr.shape[0] - 1):
+        acc = 0.0
+        for j in range(seg_ptr[s], seg_ptr[s + 1]):
+            u = bu[j]
+            i = bi[j]
+            dot = 0.0
+            for f in range(k):
+                dot += np.float64(P[u, f]) * np.float64(Q[i, f])
+            pred = mu + dot
+            if use_biases:
+                pred += np.float64(b[u]) + np.float64(c[i])
+            e = np.float64(bv[j]) - pred
+            acc += e * e
+        out[s] = acc
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def penalty_chunks(P, b, w, use_biases, chunk_ptr, out_f, out_b):
+    """Per chunk of rows: ``out_f[ch] = sum w_u |p_u|^2`` and ``out_b[ch] = sum w_u b_u^2``
+    (float64).  A non-finite row makes its chunk non-finite (even where ``w_u = 0``)."""
+    k = P.shape[1]
+    for ch in prange(chunk_ptr.shape[0] - 1):
+        af = 0.0
+        ab = 0.0
+        for u in range(chunk_ptr[ch], chunk_ptr[ch + 1]):
+            sq = 0.0
+            for f in range(k):
+                x = np.float64(P[u, f])
+                sq += x * x
+            wu = w[u]
+            if not np.isfinite(sq):
+                af += sq
+            else:
+                af += wu * sq
+            if use_biases:
+                x = np.float64(b[u])
+                if not np.isfinite(x):
+                    ab += x * x
+                else:
+                    ab += wu * x * x
+        out_f[ch] = af
+        out_b[ch] = ab
