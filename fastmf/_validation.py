@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "check_dtype",
@@ -23,6 +24,11 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _scalar(x):
+    """A numpy scalar as a plain Python value, so messages read ``2.5``, not ``np.float64(2.5)``."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def check_dtype(dtype, name: str = "dtype") -> np.dtype:
@@ -56,7 +62,7 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
     finite = np.isfinite(arr)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name} contain NaN or inf: first at row {row} (value {arr[row]!r})")
+        raise ValueError(f"{name} contain NaN or inf: first at row {row} (value {_scalar(arr[row])!r})")
     out = np.array(arr, dtype=dtype, copy=True)
     if rating_scale is not None:
         low, high = rating_scale
@@ -67,7 +73,7 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"{name} outside the declared rating_scale {tuple(rating_scale)}: "
-                f"first at row {row} (value {arr[row]!r})"
+                f"first at row {row} (value {_scalar(arr[row])!r})"
             )
     return out
 
@@ -86,7 +92,7 @@ def check_raw_ids(ids, name: str) -> np.ndarray:
     if kind in "iu":
         if kind == "i" and arr.size and arr.min() < 0:
             row = int(np.flatnonzero(arr < 0)[0])
-            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {arr[row]})")
+            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {_scalar(arr[row])!r})")
         return arr
     if kind == "f":
         finite = np.isfinite(arr)
@@ -96,15 +102,17 @@ def check_raw_ids(ids, name: str) -> np.ndarray:
         frac = arr != np.floor(arr)
         if frac.any():
             row = int(np.flatnonzero(frac)[0])
-            raise ValueError(f"{name} must be whole numbers: first non-integer id at row {row} (value {arr[row]!r})")
+            raise ValueError(f"{name} must be whole numbers: first non-integer id at row {row} (value {_scalar(arr[row])!r})")
         if arr.size and arr.min() < 0:
             row = int(np.flatnonzero(arr < 0)[0])
-            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {arr[row]!r})")
+            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {_scalar(arr[row])!r})")
         return arr.astype(np.int64)
     if kind in "OUS":
         if kind == "O":
             # None / NaN inside object arrays are missing ids, not ids.
-            missing = np.array([x is None or (isinstance(x, float) and x != x) for x in arr], dtype=bool)
+            # pd.isna catches None, float NaN, pd.NA and NaT (a per-element Python loop missed pd.NA,
+            # which pandas' factorize then coded as -1).
+            missing = np.asarray(pd.isna(arr), dtype=bool)
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
                 raise ValueError(f"{name} contain a missing value (None/NaN): first at row {row}")

@@ -58,6 +58,15 @@ def _factorize(raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int32), np.asarray(uniques)
 
 
+def _check_timestamps(ts: np.ndarray) -> np.ndarray:
+    """int64 copy of integer (or datetime64) timestamps; anything else is a ``TypeError``."""
+    if ts.dtype.kind not in "iu":
+        if ts.dtype.kind == "M":
+            return ts.astype("datetime64[s]").astype(np.int64)
+        raise TypeError(f"timestamps must be integers (seconds), got dtype {ts.dtype}")
+    return np.array(ts, dtype=np.int64, copy=True)
+
+
 def _py(x):
     """A numpy scalar as a plain Python value, for readable messages."""
     return x.item() if isinstance(x, np.generic) else x
@@ -176,12 +185,7 @@ class Ratings:
         i = check_raw_ids(i, "item ids")
         vals = check_ratings_values(r, dt, rating_scale)
         if ts is not None:
-            if ts.dtype.kind not in "iu":
-                if ts.dtype.kind == "M":
-                    ts = ts.astype("datetime64[s]").astype(np.int64)
-                else:
-                    raise TypeError(f"timestamps must be integers (seconds), got dtype {ts.dtype}")
-            ts = np.array(ts, dtype=np.int64, copy=True)
+            ts = _check_timestamps(ts)
         ucodes, user_ids = _factorize(u, "user ids")
         icodes, item_ids = _factorize(i, "item ids")
         return cls._canonicalize(
@@ -248,7 +252,7 @@ class Ratings:
         elif len(item_ids) != n_items:
             raise ValueError(f"item_ids has {len(item_ids)} entries, n_items is {n_items}")
         vals = check_ratings_values(r, dt, rating_scale)
-        ts = None if timestamps is None else np.array(timestamps, dtype=np.int64, copy=True)
+        ts = None if timestamps is None else _check_timestamps(as_1d(timestamps, "timestamps"))
         return cls._canonicalize(
             u.astype(np.int32), i.astype(np.int32), vals, ts, user_ids, item_ids,
             duplicates, rating_scale, name,
