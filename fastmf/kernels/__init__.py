@@ -1,0 +1,14 @@
+"""Numba kernels of fastmf.
+
+* :mod:`fastmf.kernels.csr` -- one-side passes over CSR layouts (user-major canonical
+  triplets, item-major copy): loss + gradient, Hessian-vector products, diagonal of
+  the Gauss-Newton matrix, residuals; serial and parallel (``prange`` over chunks of
+  equal rating count, bit-identical to serial).
+* :mod:`fastmf.kernels.coo` -- one pass over the canonical triplets; the parallel
+  variant uses per-block item buffers reduced in a fixed order.
+* :mod:`fastmf.kernels._chunks` -- :func:`balanced_chunks` load balancing.
+* :mod:`fastmf.kernels.predict` -- prediction / RMSE (shared with the solvers).
+
+Kernels take raw arrays and assume valid input; :class:`fastmf.objective.MFObjective`
+validates once and owns the buffers.
+"""

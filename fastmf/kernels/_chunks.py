@@ -1,0 +1,70 @@
+"""Load balancing: split CSR rows into chunks of (nearly) equal work.
+
+Rating counts on MovieLens-like data follow a power law: a few users and items
+hold a large share of the ratings.  Parallel loops over *rows* then leave one
+thread waiting for the other, so the parallel kernels ``prange`` over *chunks* of
+consecutive rows whose work is about equal.  The work of a row is its rating
+count plus one (each row also pays for its regularisation term, so empty rows
+are not free).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["balanced_chunks", "default_n_chunks"]
+
+
+def default_n_chunks(n_threads: int, per_thread: int = 16) -> int:
+    """Number of chunks used for ``n_threads`` threads: ``per_thread * n_threads``."""
+    return max(1, int(per_thread) * int(n_threads))
+
+
+def balanced_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Row boundaries of at most ``n_chunks`` chunks of about equal work.
+
+    The work of rows ``[0, r)`` is :math:`W(r) = \\mathrm{indptr}[r] + r` (ratings plus
+    one per row).  Boundary ``t`` is the first row ``r`` with
+    :math:`W(r) \\ge t\\,W(m)/n_\\text{chunks}`; repeated boundaries are merged, so every
+    chunk holds at least one row.  A single row with many ratings cannot be split, so a
+    chunk may exceed the target when one row alone does.
+
+    Parameters
+    ----------
+    indptr : ndarray of int64, shape (m + 1,)
+        CSR row pointer (non-decreasing, ``indptr[0] == 0``).
+    n_chunks : int
+        Requested number of chunks (>= 1).
+
+    Returns
+    -------
+    bounds : ndarray of int64, shape (n_eff + 1,)
+        Strictly increasing, ``bounds[0] == 0`` and ``bounds[-1] == m``; chunk ``c``
+        holds rows ``bounds[c]:bounds[c + 1]``.  For ``m == 0`` the result is ``[0]``
+        (no chunk).
+
+    Raises
+    ------
+    ValueError
+        If ``indptr`` is not a 1-D non-decreasing array starting at 0 or
+        ``n_chunks < 1``.
+    """
+    indptr = np.asarray(indptr)
+    if indptr.ndim != 1 or indptr.shape[0] < 1:
+        raise ValueError(f"indptr must be a non-empty 1-D array, got shape {indptr.shape}")
+    if indptr.dtype.kind not in "iu":
+        raise TypeError(f"indptr must be an integer array, got dtype {indptr.dtype}")
+    if int(indptr[0]) != 0 or (indptr.shape[0] > 1 and np.any(np.diff(indptr) < 0)):
+        raise ValueError("indptr must start at 0 and be non-decreasing")
+    if isinstance(n_chunks, bool) or not isinstance(n_chunks, (int, np.integer)) or n_chunks < 1:
+        raise ValueError(f"n_chunks must be an integer >= 1, got {n_chunks!r}")
+    m = indptr.shape[0] - 1
+    if m == 0:
+        return np.zeros(1, dtype=np.int64)
+    work = indptr.astype(np.int64) + np.arange(m + 1, dtype=np.int64)  # W(r), strictly increasing
+    total = int(work[-1])
+    n_chunks = min(int(n_chunks), m)
+    targets = (np.arange(1, n_chunks, dtype=np.int64) * total) // n_chunks
+    inner = np.searchsorted(work, targets, side="left").astype(np.int64)
+    bounds = np.unique(np.concatenate(([0], inner, [m])).astype(np.int64))
+    return np.ascontiguousarray(bounds, dtype=np.int64)

@@ -1,0 +1,291 @@
+r"""COO kernels: loss, gradient, Hessian-vector products over the canonical triplets.
+
+The canonical triplets ``users, items, vals`` are sorted by (user, item), so the
+ratings of user ``u`` are the contiguous range ``user_indptr[u]:user_indptr[u+1]``.
+One pass over the triplets computes everything (residual once per rating): the
+P-side rows are written by the owner of the user's range, the Q-side rows are
+*scattered*.
+
+Maths (same conventions as :mod:`fastmf.kernels.csr`): with :math:`t_{ui} = e_{ui}`
+(squared loss) or :math:`s_{ui}` (sign loss, ``vals`` holding the signs),
+
+.. math::
+
+    g_{p_u} = -\sum_i t_{ui} q_i + \lambda w_u p_u,\quad
+    g_{q_i} = -\sum_u t_{ui} p_u + \lambda w_i q_i,\quad
+    g_{b_u} = -\sum_i t_{ui} + \lambda_b w_u b_u,\quad
+    g_{c_i} = -\sum_u t_{ui} + \lambda_b w_i c_i
+
+and the loss :math:`\tfrac12\sum e^2` (or :math:`-\sum s\,p_u^\top q_i`) plus the
+penalties, accumulated in float64.  Hessian-vector products: ``mode`` 0
+(Gauss-Newton), 1 (exact, squared loss), 2 (sign loss), as in the CSR module.
+
+Parallel scheme (race-free, deterministic): the ratings are cut into ``nb`` blocks at
+*user* boundaries (``ubounds``, row boundaries from
+:func:`~fastmf.kernels._chunks.balanced_chunks` on ``user_indptr``).  ``prange`` over
+blocks: block ``t`` owns its users' rows of the P-side outputs and scatters its
+Q-side contributions into its own buffer ``bufQ[t]``, ``bufc[t]``; a second ``prange``
+over item chunks (``ichunks``) owns item rows and adds the buffers in the fixed order
+``t = 0, 1, ..., nb-1``.  Results depend on ``nb`` (use one block per thread) but not on
+scheduling: the same inputs and ``nb`` give bit-identical results.  Nothing is
+allocated inside a ``prange`` body.
+
+Memory: no extra memory per rating; the parallel kernels need ``nb * n_items * (k + 1)``
+floats of buffers (passed in).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .csr import _dot
+
+__all__ = [
+    "grad_serial",
+    "grad_parallel",
+    "hessp_serial",
+    "hessp_parallel",
+    "diag_serial",
+    "residuals_coo",
+]
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@numba.njit(**_OPTS)
+def _reg_rows(r0, r1, A, a, regw, regbw, use_biases, G, gb):
+    """``G[r] = regw[r] * A[r]`` (and biases) for rows ``r0:r1``; returns the penalty (float64)."""
+    k = A.shape[1]
+    pen = 0.0
+    for r in range(r0, r1):
+        Ar = A[r]
+        Gr = G[r]
+        rw = regw[r]
+        s = 0.0
+        for f in range(k):
+            x = Ar[f]
+            Gr[f] = rw * x
+            s += np.float64(x) * np.float64(x)
+        pen += 0.5 * np.float64(rw) * s
+        if use_biases:
+            br = a[r]
+            gb[r] = regbw[r] * br
+            pen += 0.5 * np.float64(regbw[r]) * np.float64(br) * np.float64(br)
+    return pen
+
+
+@numba.njit(**_OPTS)
+def _grad_block(j0, j1, users, items, vals, P, Q, b, c, mu, use_biases, sign, gP, gb, gQ, gc):
+    """Data part of the gradient for ratings ``j0:j1``, added into the outputs; returns the data loss."""
+    k = P.shape[1]
+    loss = 0.0
+    for j in range(j0, j1):
+        u = users[j]
+        i = items[j]
+        Pu = P[u]
+        Qi = Q[i]
+        d = _dot(Pu, Qi, k)
+        if sign:
+            t = vals[j]
+            loss -= np.float64(t) * np.float64(d)
+        else:
+            pred = mu + d
+            if use_biases:
+                pred += b[u] + c[i]
+            t = vals[j] - pred
+            loss += 0.5 * np.float64(t) * np.float64(t)
+        gPu = gP[u]
+        gQi = gQ[i]
+        for f in range(k):
+            gPu[f] -= t * Qi[f]
+            gQi[f] -= t * Pu[f]
+        if use_biases:
+            gb[u] -= t
+            gc[i] -= t
+    return loss
+
+
+@numba.njit(**_OPTS)
+def grad_serial(users, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign,
+                gP, gQ, gb, gc):
+    """Loss and full gradient in one serial pass; writes ``gP, gQ, gb, gc``, returns the loss (float64)."""
+    pen = _reg_rows(0, P.shape[0], P, b, regw_u, regbw_u, use_biases, gP, gb)
+    pen += _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
+    return _grad_block(0, users.shape[0], users, items, vals, P, Q, b, c, mu, use_biases, sign, gP, gb, gQ, gc) + pen
+
+
+@numba.njit(parallel=True, **_OPTS)
+def grad_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i,
+                  regbw_i, use_biases, sign, gP, gQ, gb, gc, bufQ, bufc, loss_parts, item_parts):
+    """Parallel loss and gradient (per-block buffers, fixed-order reduction); returns the loss.
+
+    ``bufQ`` (nb, n_items, k), ``bufc`` (nb, n_items), ``loss_parts`` (nb,) and
+    ``item_parts`` (number of item chunks,) are scratch space with
+    ``nb = len(ubounds) - 1``.
+    """
+    nb = ubounds.shape[0] - 1
+    n = Q.shape[0]
+    k = Q.shape[1]
+    zero = Q.dtype.type(0)
+    for t in prange(nb):
+        bQ = bufQ[t]
+        bc = bufc[t]
+        for i in range(n):
+            for f in range(k):
+                bQ[i, f] = zero
+            bc[i] = zero
+        pen = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
+        loss_parts[t] = pen + _grad_block(user_indptr[ubounds[t]], user_indptr[ubounds[t + 1]], users, items, vals,
+                                          P, Q, b, c, mu, use_biases, sign, gP, gb, bQ, bc)
+    nic = ichunks.shape[0] - 1
+    for ch in prange(nic):
+        i0 = ichunks[ch]
+        i1 = ichunks[ch + 1]
+        item_parts[ch] = _reg_rows(i0, i1, Q, c, regw_i, regbw_i, use_biases, gQ, gc)
+        for t in range(nb):
+            for i in range(i0, i1):
+                gQi = gQ[i]
+                bQi = bufQ[t, i]
+                for f in range(k):
+                    gQi[f] += bQi[f]
+                if use_biases:
+                    gc[i] += bufc[t, i]
+    total = 0.0
+    for t in range(nb):
+        total += loss_parts[t]
+    for ch in range(nic):
+        total += item_parts[ch]
+    return total
+
+
+@numba.njit(**_OPTS)
+def _hessp_init(r0, r1, dA, da, regw, regbw, use_biases, H, hb):
+    k = dA.shape[1]
+    for r in range(r0, r1):
+        rw = regw[r]
+        for f in range(k):
+            H[r, f] = rw * dA[r, f]
+        if use_biases:
+            hb[r] = regbw[r] * da[r]
+
+
+@numba.njit(**_OPTS)
+def _hessp_block(j0, j1, users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, hQ, hc):
+    k = P.shape[1]
+    for j in range(j0, j1):
+        u = users[j]
+        i = items[j]
+        Pu = P[u]
+        Qi = Q[i]
+        dPu = dP[u]
+        dQi = dQ[i]
+        hPu = hP[u]
+        hQi = hQ[i]
+        if mode == 2:
+            s = vals[j]
+            for f in range(k):
+                hPu[f] -= s * dQi[f]
+                hQi[f] -= s * dPu[f]
+            continue
+        delta = _dot(dPu, Qi, k) + _dot(Pu, dQi, k)
+        if use_biases:
+            delta += db[u] + dc[i]
+        if mode == 1:
+            pred = mu + _dot(Pu, Qi, k)
+            if use_biases:
+                pred += b[u] + c[i]
+            e = vals[j] - pred
+            for f in range(k):
+                hPu[f] += delta * Qi[f] - e * dQi[f]
+                hQi[f] += delta * Pu[f] - e * dPu[f]
+        else:
+            for f in range(k):
+                hPu[f] += delta * Qi[f]
+                hQi[f] += delta * Pu[f]
+        if use_biases:
+            hb[u] += delta
+            hc[i] += delta
+
+
+@numba.njit(**_OPTS)
+def hessp_serial(users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i,
+                 use_biases, mode, hP, hQ, hb, hc):
+    """Hessian-vector product in one serial pass; writes ``hP, hQ, hb, hc``."""
+    _hessp_init(0, P.shape[0], dP, db, regw_u, regbw_u, use_biases, hP, hb)
+    _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
+    _hessp_block(0, users.shape[0], users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
+                 hP, hb, hQ, hc)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def hessp_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u,
+                   regbw_u, regw_i, regbw_i, use_biases, mode, hP, hQ, hb, hc, bufQ, bufc):
+    """Parallel Hessian-vector product (per-block buffers, fixed-order reduction)."""
+    nb = ubounds.shape[0] - 1
+    n = Q.shape[0]
+    k = Q.shape[1]
+    zero = Q.dtype.type(0)
+    for t in prange(nb):
+        bQ = bufQ[t]
+        bc = bufc[t]
+        for i in range(n):
+            for f in range(k):
+                bQ[i, f] = zero
+            bc[i] = zero
+        _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
+        _hessp_block(user_indptr[ubounds[t]], user_indptr[ubounds[t + 1]], users, items, vals, P, Q, dP, dQ,
+                     b, c, db, dc, mu, use_biases, mode, hP, hb, bQ, bc)
+    for ch in prange(ichunks.shape[0] - 1):
+        i0 = ichunks[ch]
+        i1 = ichunks[ch + 1]
+        _hessp_init(i0, i1, dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
+        for t in range(nb):
+            for i in range(i0, i1):
+                hQi = hQ[i]
+                bQi = bufQ[t, i]
+                for f in range(k):
+                    hQi[f] += bQi[f]
+                if use_biases:
+                    hc[i] += bufc[t, i]
+
+
+@numba.njit(**_OPTS)
+def diag_serial(users, items, P, Q, regw_u, regbw_u, regw_i, regbw_i, use_biases, data_term, dP, dQ, db, dc):
+    """Diagonal of the Gauss-Newton matrix (see :func:`fastmf.kernels.csr.diag_side`), one serial pass."""
+    k = P.shape[1]
+    for u in range(P.shape[0]):
+        for f in range(k):
+            dP[u, f] = regw_u[u]
+        if use_biases:
+            db[u] = regbw_u[u]
+    for i in range(Q.shape[0]):
+        for f in range(k):
+            dQ[i, f] = regw_i[i]
+        if use_biases:
+            dc[i] = regbw_i[i]
+    if data_term:
+        one = P.dtype.type(1)
+        for j in range(users.shape[0]):
+            u = users[j]
+            i = items[j]
+            for f in range(k):
+                dP[u, f] += Q[i, f] * Q[i, f]
+                dQ[i, f] += P[u, f] * P[u, f]
+            if use_biases:
+                db[u] += one
+                dc[i] += one
+
+
+@numba.njit(parallel=True, **_OPTS)
+def residuals_coo(users, items, vals, P, Q, b, c, mu, use_biases, out):
+    """Residuals :math:`e_{ui} = r_{ui} - \\hat r_{ui}` in triplet order (``prange`` over ratings)."""
+    k = P.shape[1]
+    for j in prange(users.shape[0]):
+        u = users[j]
+        i = items[j]
+        pred = mu + _dot(P[u], Q[i], k)
+        if use_biases:
+            pred += b[u] + c[i]
+        out[j] = vals[j] - pred
