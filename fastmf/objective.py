@@ -1,0 +1,520 @@
+r"""The matrix-factorization objective: loss, gradient and Hessian-vector products.
+
+:class:`MFObjective` wraps the Numba kernels of :mod:`fastmf.kernels` behind the
+callables :mod:`scipy.optimize` expects (``fun``, ``jac``, ``hessp``), with the work of
+the last ``x`` cached and the calls counted.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numba
+import numpy as np
+
+from ._packing import n_params as _n_params
+from ._packing import pack as _pack
+from ._packing import unpack as _unpack
+from ._threading import resolve_n_threads, thread_limit
+from ._validation import check_choice, check_dtype, check_nonnegative_float, check_positive_int, check_random_state
+from .data.ratings import Ratings
+from .kernels import coo as _coo
+from .kernels import csr as _csr
+from .kernels._chunks import balanced_chunks
+
+__all__ = ["MFObjective"]
+
+_HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign", "exact"): 2}
+
+
+class MFObjective:
+    r"""Loss, gradient and Hessian-vector products of matrix factorization on ratings.
+
+    Model and loss (DESIGN §1).  Prediction :math:`\hat r_{ui} = \mu + b_u + c_i +
+    p_u^\top q_i` (biases optional), residual :math:`e_{ui} = r_{ui} - \hat r_{ui}`.
+
+    Squared loss (``loss="squared"``):
+
+    .. math::
+
+        L = \tfrac12 \sum_{(u,i)\in\Omega} e_{ui}^2
+          + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big)
+          + \tfrac12\lambda_b\Big(\sum_u w_u b_u^2 + \sum_i w_i c_i^2\Big)
+
+    with :math:`w = 1` (``reg_weighting="uniform"``) or :math:`w_u = n_u`,
+    :math:`w_i = n_i` (``"count"``, each row's number of ratings, ALS-WR style).
+
+    Gradient:
+    :math:`\partial L/\partial p_u = -\sum_i e_{ui} q_i + \lambda_f w_u p_u`,
+    :math:`\partial L/\partial q_i = -\sum_u e_{ui} p_u + \lambda_f w_i q_i`,
+    :math:`\partial L/\partial b_u = -\sum_i e_{ui} + \lambda_b w_u b_u`,
+    :math:`\partial L/\partial c_i = -\sum_u e_{ui} + \lambda_b w_i c_i`.
+
+    Hessian-vector product for :math:`v = (dP, dQ, db, dc)`, with
+    :math:`\delta_{ui} = dp_u^\top q_i + p_u^\top dq_i + db_u + dc_i`:
+    Gauss-Newton (``hessian="gauss-newton"``, positive semi-definite)
+    :math:`(Gv)_{p_u} = \sum_i \delta_{ui} q_i + \lambda_f w_u dp_u`,
+    :math:`(Gv)_{q_i} = \sum_u \delta_{ui} p_u + \lambda_f w_i dq_i`,
+    :math:`(Gv)_{b_u} = \sum_i \delta_{ui} + \lambda_b w_u db_u`,
+    :math:`(Gv)_{c_i} = \sum_u \delta_{ui} + \lambda_b w_i dc_i`;
+    exact (``hessian="exact"``, indefinite away from a minimum)
+    :math:`Hv = Gv - (\sum_i e_{ui} dq_i)_{p_u} - (\sum_u e_{ui} dp_u)_{q_i}`.
+
+    Sign loss (``loss="sign"``, the embedding notebook's loss; no biases): with
+    :math:`s_{ui} = \mathrm{sign}(r_{ui} - \bar r_u)`, :math:`\bar r_u` user ``u``'s mean
+    observed rating and :math:`\mathrm{sign}(0) = 0`,
+
+    .. math::
+
+        L = -\sum_\Omega s_{ui}\, p_u^\top q_i
+            + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big),
+
+    :math:`\partial L/\partial p_u = -\sum_i s_{ui} q_i + \lambda_f w_u p_u` (likewise for
+    :math:`q_i`) and the exact Hessian-vector product
+    :math:`(Hv)_{p_u} = -\sum_i s_{ui}\, dq_i + \lambda_f w_u dp_u`,
+    :math:`(Hv)_{q_i} = -\sum_u s_{ui}\, dp_u + \lambda_f w_i dq_i`.
+    **It is unbounded below** (uniform weights) as soon as :math:`\lambda_f` is smaller
+    than the largest singular value :math:`\sigma_{\max}` of the sparse sign matrix
+    :math:`S`: along :math:`P = t\,a e_1^\top, Q = t\,z e_1^\top` (top singular vectors)
+    the loss is :math:`t^2(\lambda_f - \sigma_{\max}) \to -\infty`.  Minimizers then run
+    off to infinity; choose :math:`\lambda_f \ge \sigma_{\max}` (e.g. from
+    ``scipy.sparse.linalg.svds``) or stop early.  Its Gauss-Newton matrix would be only
+    :math:`\lambda_f I`, so ``hessian="gauss-newton"`` with ``loss="sign"`` is refused.
+
+    Packing of the flat vector ``x`` (what :mod:`scipy.optimize` sees), C order:
+    ``x = [P.ravel(), Q.ravel(), b, c]`` with ``P`` (n_users, rank), ``Q``
+    (n_items, rank); without biases ``x = [P.ravel(), Q.ravel()]``
+    (:mod:`fastmf._packing`).
+
+    Parameters
+    ----------
+    ratings : Ratings
+        The training ratings (stored as ``ratings.astype(dtype)``).
+    rank : int
+        Number of latent factors ``k`` (>= 1).
+    reg : float, default 0.1
+        :math:`\lambda_f` (>= 0).
+    reg_bias : float or None
+        :math:`\lambda_b` (>= 0); ``None`` means ``reg``.
+    biases : bool, default True
+        Learn user and item biases (squared loss only).
+    loss : {"squared", "sign"}
+    dtype : {np.float32, np.float64}
+        Storage and arithmetic dtype of the kernels (losses accumulate in float64).
+    format : {"csr", "coo"}
+        ``"csr"``: a user-major pass over the canonical triplets and an item-major pass
+        over the item-major copy (builds it once, lazily, in the Ratings object).
+        ``"coo"``: one pass over the triplets; parallel runs scatter the item side into
+        per-thread buffers reduced in a fixed order.
+    n_threads : int or None
+        Numba threads used by each call (``None``: all; negative: as scikit-learn's
+        ``n_jobs``); applied per call with :func:`fastmf._threading.thread_limit`.
+    hessian : {"gauss-newton", "exact"}
+        Which matrix :meth:`hessp` multiplies by.
+    reg_weighting : {"uniform", "count"}
+    mu : float or None
+        Global offset :math:`\mu`; ``None``: the ratings' global mean with biases
+        (squared loss), 0.0 otherwise.
+    parallel : bool, default True
+        Use the ``prange`` kernels (``False``: the serial kernels).
+
+    Attributes
+    ----------
+    n_users, n_items, rank, n_params, dtype, mu, biases, loss, hessian, format,
+    reg, reg_bias, reg_weighting, n_threads, parallel : as given or derived.
+    nfev, njev, nhessp : int
+        Calls of :meth:`fun` (and :meth:`fun_and_jac`), :meth:`jac` (and
+        :meth:`fun_and_jac`) and :meth:`hessp` since creation or :meth:`reset_counters`.
+    n_evaluations : int
+        Loss-and-gradient computations actually run (cache misses).
+
+    Notes
+    -----
+    *Caching*: :meth:`fun`, :meth:`jac` and :meth:`fun_and_jac` compute the loss and
+    the full gradient together (two fused passes) and keep them for the last ``x``
+    (compared by content with a private copy, so in-place mutation of ``x`` by a caller
+    is detected); :meth:`residuals` is cached the same way.  ``x`` is never modified;
+    it is cast once per new ``x`` to ``dtype``.  Returned arrays are new arrays of
+    ``x``'s float dtype (float64 for integer input).
+
+    *Determinism*: with ``format="csr"`` the rows are cut into a fixed number of chunks
+    of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
+    ``n_threads`` is, and the chunk results are combined in chunk order, so serial,
+    1-thread and 2-thread runs are bit-identical.  With ``format="coo"`` the item side
+    is reduced over one buffer per thread in a fixed order: bit-identical for a given
+    thread count, equal to rounding otherwise.
+
+    *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
+    canonical triplets, 12 bytes (user and item codes, value), are shared with the
+    caller's Ratings when its dtype matches.  ``format="csr"`` adds the item-major copy
+    kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  The sign loss
+    adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
+    The kernels themselves allocate nothing per rating; per row the objective keeps
+    about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
+    diagonal) and, for parallel COO, ``n_threads * n_items * (k + 1)`` buffer floats.
+    """
+
+    def __init__(
+        self,
+        ratings: Ratings,
+        rank: int,
+        reg: float = 0.1,
+        reg_bias: float | None = None,
+        biases: bool = True,
+        loss: str = "squared",
+        dtype=np.float32,
+        format: str = "csr",
+        n_threads: int | None = None,
+        hessian: str = "gauss-newton",
+        reg_weighting: str = "uniform",
+        mu: float | None = None,
+        parallel: bool = True,
+    ):
+        # ---------------------------------------------------------------- validation (no work before it)
+        if not isinstance(ratings, Ratings):
+            raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
+        if ratings.nnz == 0:
+            raise ValueError("ratings hold no rating")
+        self.rank = check_positive_int(rank, "rank")
+        self.reg = check_nonnegative_float(reg, "reg")
+        self.reg_bias = self.reg if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
+        if not isinstance(biases, (bool, np.bool_)):
+            raise TypeError(f"biases must be a bool, got {biases!r}")
+        self.biases = bool(biases)
+        self.loss = check_choice(loss, "loss", {"squared", "sign"})
+        self.dtype = check_dtype(dtype)
+        self.format = check_choice(format, "format", {"csr", "coo"})
+        resolve_n_threads(n_threads)  # raises on a bad value
+        self.n_threads = n_threads
+        self.hessian = check_choice(hessian, "hessian", {"gauss-newton", "exact"})
+        self.reg_weighting = check_choice(reg_weighting, "reg_weighting", {"uniform", "count"})
+        if mu is not None:
+            if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not np.isfinite(float(mu)):
+                raise ValueError(f"mu must be None or a finite real number, got {mu!r}")
+        if not isinstance(parallel, (bool, np.bool_)):
+            raise TypeError(f"parallel must be a bool, got {parallel!r}")
+        self.parallel = bool(parallel)
+        if self.loss == "sign" and self.biases:
+            raise ValueError("loss='sign' has no biases: pass biases=False")
+        if self.loss == "sign" and self.hessian == "gauss-newton":
+            raise ValueError(
+                "loss='sign' is bilinear, its Gauss-Newton matrix is only the regulariser (reg * I): "
+                "use hessian='exact'"
+            )
+
+        # ---------------------------------------------------------------- data and constants
+        dt = self.dtype
+        self.ratings = ratings.astype(dt)
+        R = self.ratings
+        self.n_users, self.n_items = R.n_users, R.n_items
+        m, n, k = self.n_users, self.n_items, self.rank
+        self.n_params = _n_params(m, n, k, self.biases)
+        if mu is None:
+            mu = ratings.global_mean if (self.biases and self.loss == "squared") else 0.0
+        self.mu = float(mu)
+        self._mu = dt.type(self.mu)
+
+        ucount = np.diff(R.user_indptr)
+        icount = np.bincount(R.items, minlength=n)
+        if self.reg_weighting == "count":
+            wu = ucount.astype(np.float64)
+            wi = icount.astype(np.float64)
+        else:
+            wu = np.ones(m)
+            wi = np.ones(n)
+        self._regw_u = (self.reg * wu).astype(dt)
+        self._regw_i = (self.reg * wi).astype(dt)
+        self._regbw_u = (self.reg_bias * wu).astype(dt)
+        self._regbw_i = (self.reg_bias * wi).astype(dt)
+        self._user_counts = ucount
+        self._item_counts = icount
+
+        if self.loss == "sign":
+            v64 = ratings.values.astype(np.float64)
+            means = np.bincount(ratings.users, weights=v64, minlength=m) / np.maximum(ucount, 1)
+            self._vals = np.sign(v64 - means[ratings.users]).astype(dt)
+        else:
+            self._vals = R.values
+        self._hmode = _HESSP_MODE[(self.loss, self.hessian)]
+
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        self._n_chunks = max(32, 16 * max_threads)
+        self._user_chunks = balanced_chunks(R.user_indptr, self._n_chunks)
+        if self.format == "csr":
+            self._item_indptr = R.item_indptr
+            self._item_users = R.item_users
+            self._item_vals = self._vals[R.item_perm] if self.loss == "sign" else R.item_values
+            self._item_chunks = balanced_chunks(self._item_indptr, self._n_chunks)
+        else:
+            self._item_chunks = balanced_chunks(np.zeros(n + 1, dtype=np.int64), self._n_chunks)
+        self._user_parts = np.zeros(len(self._user_chunks) - 1)
+        self._item_parts = np.zeros(len(self._item_chunks) - 1)
+        self._coo_buffers = {}
+
+        # ---------------------------------------------------------------- owned buffers
+        N = self.n_params
+        self._theta = np.zeros(N, dtype=dt)
+        self._grad = np.zeros(N, dtype=dt)
+        self._dir = np.zeros(N, dtype=dt)
+        self._hv = np.zeros(N, dtype=dt)
+        self._dummy = np.zeros(1, dtype=dt)
+        self._x_last = None
+        self._loss = np.nan
+        self._fg_valid = False
+        self._resid = None
+        self._diag = None
+        self.reset_counters()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def reset_counters(self) -> None:
+        """Set ``nfev``, ``njev``, ``nhessp`` and ``n_evaluations`` to zero."""
+        self.nfev = 0
+        self.njev = 0
+        self.nhessp = 0
+        self.n_evaluations = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"MFObjective(n_users={self.n_users}, n_items={self.n_items}, nnz={self.ratings.nnz}, rank={self.rank}, "
+            f"reg={self.reg:g}, reg_bias={self.reg_bias:g}, biases={self.biases}, loss={self.loss!r}, "
+            f"dtype={self.dtype.name}, format={self.format!r}, hessian={self.hessian!r}, "
+            f"reg_weighting={self.reg_weighting!r})"
+        )
+
+    def pack(self, P, Q, b=None, c=None) -> np.ndarray:
+        """Flat vector ``[P.ravel(), Q.ravel(), b, c]`` (a new array; shapes checked)."""
+        P = np.asarray(P)
+        Q = np.asarray(Q)
+        if P.shape != (self.n_users, self.rank) or Q.shape != (self.n_items, self.rank):
+            raise ValueError(
+                f"P and Q must have shapes {(self.n_users, self.rank)} and {(self.n_items, self.rank)}, "
+                f"got {P.shape} and {Q.shape}"
+            )
+        if self.biases and (b is None or c is None):
+            raise ValueError("this objective has biases: pass b and c")
+        if not self.biases and (b is not None or c is not None):
+            raise ValueError("this objective has no biases: do not pass b or c")
+        return _pack(P, Q, None if b is None else np.asarray(b), None if c is None else np.asarray(c))
+
+    def unpack(self, x):
+        """Views ``(P, Q, b, c)`` into ``x`` (``b, c`` are ``None`` without biases)."""
+        return _unpack(np.asarray(x), self.n_users, self.n_items, self.rank, self.biases)
+
+    def x0(self, random_state=None, scale: float = 0.1) -> np.ndarray:
+        r"""A starting point: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`,
+        zero biases (float64, deterministic for an int seed)."""
+        rng = check_random_state(random_state)
+        scale = check_nonnegative_float(scale, "scale")
+        x = np.zeros(self.n_params)
+        nk = (self.n_users + self.n_items) * self.rank
+        x[:nk] = rng.standard_normal(nk) * (scale / np.sqrt(self.rank))
+        return x
+
+    @property
+    def csr_arrays(self) -> dict:
+        """The CSR layout the kernels use (shared arrays: do not modify).
+
+        Keys: ``user_indptr, items, values, user_chunks`` (user side) and, for
+        ``format="csr"``, ``item_indptr, item_users, item_values, item_chunks``.
+        ``values`` are the ratings (squared loss) or the signs (sign loss).
+        """
+        R = self.ratings
+        out = {"user_indptr": R.user_indptr, "items": R.items, "values": self._vals,
+               "user_chunks": self._user_chunks}
+        if self.format == "csr":
+            out.update(item_indptr=self._item_indptr, item_users=self._item_users, item_values=self._item_vals,
+                       item_chunks=self._item_chunks)
+        return out
+
+    @property
+    def coo_arrays(self) -> dict:
+        """The canonical triplets ``users, items, values`` (and ``user_indptr``); shared arrays."""
+        R = self.ratings
+        return {"users": R.users, "items": R.items, "values": self._vals, "user_indptr": R.user_indptr}
+
+    # ------------------------------------------------------------------ input handling
+    def _check_vec(self, x, name: str) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be a real numeric vector, got dtype {x.dtype}")
+        if x.ndim != 1 or x.shape[0] != self.n_params:
+            raise ValueError(f"{name} must have shape ({self.n_params},), got {x.shape}")
+        return x
+
+    @staticmethod
+    def _out_dtype(*arrays) -> np.dtype:
+        dt = np.result_type(*[a.dtype for a in arrays])
+        return dt if dt.kind == "f" else np.dtype(np.float64)
+
+    def _set_x(self, x: np.ndarray) -> None:
+        last = self._x_last
+        if last is not None and last.dtype == x.dtype and np.array_equal(last, x):
+            return
+        self._x_last = None  # stay consistent if the cast below fails
+        self._theta[:] = x
+        self._x_last = np.array(x, copy=True)
+        self._fg_valid = False
+        self._resid = None
+        self._diag = None
+
+    def _views(self, flat):
+        P, Q, b, c = _unpack(flat, self.n_users, self.n_items, self.rank, self.biases)
+        if b is None:
+            b = c = self._dummy
+        return P, Q, b, c
+
+    def _coo_bufs(self, nb: int):
+        if nb not in self._coo_buffers:
+            self._coo_buffers = {
+                nb: (
+                    np.empty((nb, self.n_items, self.rank), dtype=self.dtype),
+                    np.empty((nb, self.n_items), dtype=self.dtype),
+                    np.empty(nb),
+                )
+            }
+        return self._coo_buffers[nb]
+
+    # ------------------------------------------------------------------ computations
+    def _compute_fg(self) -> None:
+        if self._fg_valid:
+            return
+        P, Q, b, c = self._views(self._theta)
+        gP, gQ, gb, gc = self._views(self._grad)
+        R = self.ratings
+        ub, sign, mu = self.biases, self.loss == "sign", self._mu
+        if self.format == "csr":
+            side = _csr.grad_side_parallel if self.parallel else _csr.grad_side_serial
+            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                lu = side(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, b, c, mu,
+                          self._regw_u, self._regbw_u, ub, sign, True, gP, gb, self._user_parts)
+                li = side(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, c, b, mu,
+                          self._regw_i, self._regbw_i, ub, sign, False, gQ, gc, self._item_parts)
+            loss = lu + li
+        elif self.parallel:
+            with thread_limit(self.n_threads, limit_blas=False) as nt:
+                ubounds = balanced_chunks(R.user_indptr, nt)
+                bufQ, bufc, parts = self._coo_bufs(len(ubounds) - 1)
+                loss = _coo.grad_parallel(ubounds, R.user_indptr, self._item_chunks, R.users, R.items, self._vals,
+                                          P, Q, b, c, mu, self._regw_u, self._regbw_u, self._regw_i, self._regbw_i,
+                                          ub, sign, gP, gQ, gb, gc, bufQ, bufc, parts, self._item_parts)
+        else:
+            loss = _coo.grad_serial(R.users, R.items, self._vals, P, Q, b, c, mu, self._regw_u, self._regbw_u,
+                                    self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc)
+        self._loss = float(loss)
+        self._fg_valid = True
+        self.n_evaluations += 1
+
+    def fun(self, x) -> float:
+        """The loss :math:`L(x)` (float)."""
+        x = self._check_vec(x, "x")
+        self.nfev += 1
+        self._set_x(x)
+        self._compute_fg()
+        return self._loss
+
+    def jac(self, x) -> np.ndarray:
+        """The gradient :math:`\\nabla L(x)` (a new array of ``x``'s float dtype)."""
+        x = self._check_vec(x, "x")
+        self.njev += 1
+        self._set_x(x)
+        self._compute_fg()
+        return self._grad.astype(self._out_dtype(x), copy=True)
+
+    def fun_and_jac(self, x) -> tuple[float, np.ndarray]:
+        """``(fun(x), jac(x))`` from one computation (for ``minimize(..., jac=True)``)."""
+        x = self._check_vec(x, "x")
+        self.nfev += 1
+        self.njev += 1
+        self._set_x(x)
+        self._compute_fg()
+        return self._loss, self._grad.astype(self._out_dtype(x), copy=True)
+
+    def gradient_norm(self, x) -> float:
+        """Euclidean norm of the gradient (accumulated in float64; uses the cache)."""
+        x = self._check_vec(x, "x")
+        self._set_x(x)
+        self._compute_fg()
+        return float(np.linalg.norm(self._grad.astype(np.float64)))
+
+    def hessp(self, x, p) -> np.ndarray:
+        """Product of the Hessian at ``x`` (Gauss-Newton or exact, per ``hessian``) with ``p``.
+
+        Returns a new array of the float dtype of ``x`` and ``p`` combined.
+        """
+        x = self._check_vec(x, "x")
+        p = self._check_vec(p, "p")
+        self.nhessp += 1
+        self._set_x(x)
+        self._dir[:] = p
+        P, Q, b, c = self._views(self._theta)
+        dP, dQ, db, dc = self._views(self._dir)
+        hP, hQ, hb, hc = self._views(self._hv)
+        R = self.ratings
+        ub, mode, mu = self.biases, self._hmode, self._mu
+        if self.format == "csr":
+            side = _csr.hessp_side_parallel if self.parallel else _csr.hessp_side_serial
+            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                side(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, dP, dQ, b, c, db, dc, mu,
+                     self._regw_u, self._regbw_u, ub, mode, hP, hb)
+                side(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, dQ, dP, c, b,
+                     dc, db, mu, self._regw_i, self._regbw_i, ub, mode, hQ, hc)
+        elif self.parallel:
+            with thread_limit(self.n_threads, limit_blas=False) as nt:
+                ubounds = balanced_chunks(R.user_indptr, nt)
+                bufQ, bufc, _ = self._coo_bufs(len(ubounds) - 1)
+                _coo.hessp_parallel(ubounds, R.user_indptr, self._item_chunks, R.users, R.items, self._vals, P, Q,
+                                    dP, dQ, b, c, db, dc, mu, self._regw_u, self._regbw_u, self._regw_i,
+                                    self._regbw_i, ub, mode, hP, hQ, hb, hc, bufQ, bufc)
+        else:
+            _coo.hessp_serial(R.users, R.items, self._vals, P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u,
+                              self._regbw_u, self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc)
+        return self._hv.astype(self._out_dtype(x, p), copy=True)
+
+    def diag_gauss_newton(self, x) -> np.ndarray:
+        r"""Diagonal of the Gauss-Newton matrix at ``x`` (for a Jacobi preconditioner).
+
+        :math:`G_{p_{uf}p_{uf}} = \sum_i q_{if}^2 + \lambda_f w_u`,
+        :math:`G_{b_u b_u} = n_u + \lambda_b w_u` (likewise for items).  It is also the
+        diagonal of the exact Hessian of the squared loss.  For the sign loss the
+        diagonal of its (exact) Hessian, :math:`\lambda_f w`, is returned.
+        """
+        x = self._check_vec(x, "x")
+        self._set_x(x)
+        if self._diag is None:
+            P, Q, b, c = self._views(self._theta)
+            D = np.empty(self.n_params, dtype=self.dtype)
+            dP, dQ, db, dc = self._views(D)
+            data = self.loss == "squared"
+            R = self.ratings
+            if self.format == "csr":
+                with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                    _csr.diag_side(self._user_chunks, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
+                                   self.biases, data, dP, db)
+                    _csr.diag_side(self._item_chunks, self._item_indptr, self._item_users, P, self._regw_i,
+                                   self._regbw_i, self.biases, data, dQ, dc)
+            else:
+                _coo.diag_serial(R.users, R.items, P, Q, self._regw_u, self._regbw_u, self._regw_i, self._regbw_i,
+                                 self.biases, data, dP, dQ, db, dc)
+            self._diag = D
+        return self._diag.astype(self._out_dtype(x), copy=True)
+
+    def residuals(self, x) -> np.ndarray:
+        """Residuals :math:`e_{ui} = r_{ui} - \\hat r_{ui}` of every rating, canonical order.
+
+        (For the sign loss too: the prediction error of ``p_u . q_i``, not the sign.)
+        Cached for the last ``x``; returns a new array of ``x``'s float dtype.
+        """
+        x = self._check_vec(x, "x")
+        self._set_x(x)
+        if self._resid is None:
+            P, Q, b, c = self._views(self._theta)
+            R = self.ratings
+            out = np.empty(R.nnz, dtype=self.dtype)
+            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                if self.format == "csr":
+                    _csr.residuals_csr(self._user_chunks, R.user_indptr, R.items, R.values, P, Q, b, c, self._mu,
+                                       self.biases, out)
+                else:
+                    _coo.residuals_coo(R.users, R.items, R.values, P, Q, b, c, self._mu, self.biases, out)
+            self._resid = out
+        return self._resid.astype(self._out_dtype(x), copy=True)
