@@ -107,7 +107,7 @@ def _search_cum(cum, t):
     return lo
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _kth_largest(buf, k):
     """Value of the k-th largest element (1-based) of ``buf``; reorders ``buf`` in place."""
     target = buf.shape[0] - k  # index of the answer in ascending order
