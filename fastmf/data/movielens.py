@@ -35,7 +35,6 @@ tab-separated bytes with a single ``bytes.replace`` first.  No Python loop runs 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -241,7 +240,7 @@ def _locate(spec: _Spec, data_home, download) -> _Source:
 
 
 # ---------------------------------------------------------------------------- parsing
-def _convert_options(header: bool, ncols: int) -> pacsv.ConvertOptions:
+def _convert_options(ncols: int) -> pacsv.ConvertOptions:
     types = {"user": pa.int64(), "item": pa.int64(), "rating": pa.float64(), "timestamp": pa.int64()}
     names = _COLS[:ncols]
     return pacsv.ConvertOptions(column_types={n: types[n] for n in names})
@@ -256,7 +255,7 @@ def _read_headerless(data, delimiter: str, ncols: int | None = None) -> pa.Table
     if isinstance(data, (bytes, bytearray)):
         data = pa.BufferReader(data)
     return pacsv.read_csv(data, read_options=read, parse_options=parse,
-                          convert_options=_convert_options(False, ncols))
+                          convert_options=_convert_options(ncols))
 
 
 def _dcolon_to_tab(raw: bytes) -> bytes:
