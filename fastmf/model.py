@@ -498,10 +498,7 @@ class MatrixFactorization:
         self.global_mean_ = float(mu)
         self.user_ids_ = train.user_ids
         self.item_ids_ = train.item_ids
-        if train.rating_scale is not None:
-            self.rating_scale_ = tuple(float(v) for v in train.rating_scale)
-        else:
-            self.rating_scale_ = (float(train.values.min()), float(train.values.max()))
+        self.rating_scale_ = _rating_scale(train)
         titles = train.item_titles
         if titles:
             self.item_titles_ = {k: titles[k] for k in train.item_ids.tolist() if titles.get(k) is not None}
@@ -1192,6 +1189,13 @@ class MatrixFactorization:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _rating_scale(train: Ratings) -> tuple[float, float]:
+    """The declared rating scale of the training data, else its observed [min, max]."""
+    if train.rating_scale is not None:
+        return (float(train.rating_scale[0]), float(train.rating_scale[1]))
+    return (float(train.values.min()), float(train.values.max()))
+
+
 def _is_dtype(x) -> bool:
     try:
         np.dtype(x)
@@ -1274,6 +1278,9 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
     }
     if p["early_stopping"] is not None:
         common["early_stopping"] = p["early_stopping"]
+    if p["clip"] and "clip" in accepted:
+        # validation RMSE in the history is then the RMSE that score() reports
+        common["clip"] = _rating_scale(train)
     if p["solver"] == "newton":
         from .objective import MFObjective
 
@@ -1289,8 +1296,10 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
             kw["max_iter"] = p["max_iter"]
         if p["tol"] is not None:
             kw["gtol"] = p["tol"]
-        if "random_state" in accepted and "random_state" not in opts:
+        if "random_state" in accepted:
             kw["random_state"] = p["random_state"]
+        if "n_threads" in accepted:
+            kw["n_threads"] = p["n_threads"]
         kw.update(opts)
         result = fn(objective, x0, **kw)
         mu = result.get("mu", objective.mu)

@@ -1,0 +1,446 @@
+"""The ``fastmf`` command line (also ``python -m fastmf``).
+
+Subcommands::
+
+    fastmf fit [DATASET] [--solver newton|als|sgd] [--rank 32] [--reg ...] [--test-size 0.1]
+               [--save model.npz] [--plot curve.png] ...
+    fastmf predict MODEL USER ITEM [ITEM ...]
+    fastmf recommend MODEL USER [-n 10]
+    fastmf info [DATASET | MODEL.npz]
+    fastmf bench [--dataset ml-latest-small|synthetic] [--rank 32]
+
+``DATASET`` is a MovieLens name (``ml-100k``, ``ml-latest-small``...; see
+:mod:`fastmf.data.movielens`), a ratings file (CSV/TSV/``::``, sniffed), or, by
+default, the bundled ``ml-latest-small`` so that everything runs offline.
+
+User errors (bad arguments, missing files, unknown ids) print one line
+``fastmf: error: ...`` on stderr and exit with status 1 (argparse's own usage
+errors exit with 2); there is no traceback unless ``--traceback`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_DATASET = "ml-latest-small"
+PROG = "fastmf"
+
+
+class CLIError(Exception):
+    """A user error with a one-line message."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _load_dataset(spec: str | None, dtype=np.float32):
+    """A MovieLens name, a ratings file, or (None) the bundled ml-latest-small."""
+    from .data.movielens import MOVIELENS_DATASETS, load_movielens, load_ratings_file
+
+    spec = DEFAULT_DATASET if spec is None else spec
+    if spec in MOVIELENS_DATASETS:
+        return load_movielens(spec, dtype=dtype)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return load_ratings_file(path, dtype=dtype)
+    if path.is_dir():
+        raise CLIError(f"{spec} is a folder; give a ratings file or a MovieLens name")
+    raise CLIError(
+        f"DATASET {spec!r} is neither a MovieLens name ({', '.join(sorted(MOVIELENS_DATASETS))}) "
+        "nor an existing ratings file"
+    )
+
+
+def _load_model(path: str):
+    from .model import MatrixFactorization
+
+    return MatrixFactorization.load(path)
+
+
+def _coerce_id(text: str, ids: np.ndarray, what: str):
+    """A command-line id in the type of the model's ids (int ids need an integer)."""
+    if ids.dtype.kind in "iu":
+        try:
+            return int(text)
+        except ValueError:
+            raise CLIError(f"{what} id {text!r} is not an integer, and this model's {what} ids are integers")
+    return text
+
+
+def _fmt(v, spec: str = ".6g") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), spec)
+    return str(v)
+
+
+def _print_table(rows: list[list[str]], header: list[str], out=None) -> None:
+    out = sys.stdout if out is None else out
+    widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)), file=out)
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)), file=out)
+
+
+def history_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-iteration table printed by ``fastmf fit``."""
+    cols = [("iteration", "iter", "d"), ("loss", "loss", ".6g")]
+    optional = [
+        ("grad_norm", "grad norm", ".4g"),
+        ("n_cg", "CG steps", "d"),
+        ("learning_rate", "learning rate", ".4g"),
+        ("val_rmse", "val RMSE", ".4f"),
+    ]
+    for key, name, spec in optional:
+        if any(rec.get(key) is not None for rec in history):
+            cols.append((key, name, spec))
+    cols.append(("elapsed", "time (s)", ".3f"))
+    header = [name for _, name, _ in cols]
+    rows = []
+    for rec in history:
+        row = []
+        for key, _, spec in cols:
+            v = rec.get(key)
+            if v is None:
+                row.append("-")
+            elif spec == "d":
+                row.append(str(int(v)))
+            else:
+                row.append(_fmt(float(v), spec))
+        rows.append(row)
+    return header, rows
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_fit(args) -> int:
+    from .data.splits import train_test_split
+    from .model import MatrixFactorization
+
+    dtype = np.dtype(args.dtype).type
+    if not 0.0 <= args.test_size < 1.0:
+        raise CLIError(f"--test-size must be in [0, 1), got {args.test_size}")
+    if args.save is not None and not Path(args.save).expanduser().parent.is_dir():
+        raise CLIError(f"--save: folder {Path(args.save).expanduser().parent} does not exist")
+    if args.plot is not None:
+        if not Path(args.plot).expanduser().parent.is_dir():
+            raise CLIError(f"--plot: folder {Path(args.plot).expanduser().parent} does not exist")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("--plot needs matplotlib: pip install 'fastmf[plot]'")
+    model = MatrixFactorization(
+        rank=args.rank, solver=args.solver, reg=args.reg, reg_bias=args.reg_bias, biases=not args.no_biases,
+        reg_weighting=args.reg_weighting, dtype=dtype, n_threads=args.threads, max_iter=args.max_iter,
+        tol=args.tol, random_state=args.seed, progress=not args.no_progress,
+    )
+    model._validated_params()  # parameter errors before loading any data
+    ratings = _load_dataset(args.dataset, dtype)
+    print(f"data: {ratings!r}")
+    test = None
+    if args.test_size > 0:
+        train, test = train_test_split(ratings, args.test_size, random_state=args.seed)
+        print(f"split: {train.nnz:,} train / {test.nnz:,} test ratings (seed {args.seed})")
+    else:
+        train = ratings
+    model.fit(train, eval_set=test)
+    header, rows = history_table(model.history_)
+    print()
+    _print_table(rows, header)
+    print()
+    res = model.result_
+    print(f"solver:    {args.solver} ({res.get('message', '')})")
+    if test is not None:
+        ev = model.evaluate(test)
+        print(f"test RMSE: {ev['rmse']:.4f}  (MAE {ev['mae']:.4f}, {ev['n']:,} held-out ratings)")
+    print(f"fit time:  {model.fit_time_:.2f} s")
+    if args.save is not None:
+        path = model.save(Path(args.save).expanduser())
+        print(f"saved model to {path}")
+    if args.plot is not None:
+        from .plot import plot_history
+
+        metrics = ("loss", "val_rmse") if test is not None else ("loss",)
+        plot_history(model, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
+                     title=f"{ratings.name or 'ratings'}: {args.solver}, rank {args.rank}")
+        print(f"saved plot to {args.plot}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import warnings
+
+    from .model import UnknownIdWarning
+
+    model = _load_model(args.model)
+    user = _coerce_id(args.user, model.user_ids_, "user")
+    items = [_coerce_id(i, model.item_ids_, "item") for i in args.items]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownIdWarning)
+        preds = model.predict(np.array([user] * len(items)), np.array(items), unknown=args.unknown)
+    for w in caught:
+        if issubclass(w.category, UnknownIdWarning):
+            print(f"{PROG}: note: {w.message}", file=sys.stderr)
+    for item, pred in zip(items, preds):
+        print(f"{user}\t{item}\t{_fmt(float(pred), '.4f')}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    import warnings
+
+    from .model import UnknownIdWarning
+
+    model = _load_model(args.model)
+    user = _coerce_id(args.user, model.user_ids_, "user")
+    if args.n < 1:
+        raise CLIError(f"-n must be >= 1, got {args.n}")
+    n = min(args.n, model.n_items_)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownIdWarning)
+        items, scores = model.recommend(user, n=n, exclude_seen=not args.include_seen)
+    for w in caught:
+        if issubclass(w.category, UnknownIdWarning):
+            print(f"{PROG}: note: {w.message}", file=sys.stderr)
+    rows = []
+    has_titles = bool(model.item_titles_)
+    for rank, (item, score) in enumerate(zip(items.tolist(), scores.tolist()), start=1):
+        row = [str(rank), str(item), _fmt(score, ".4f")]
+        if has_titles:
+            row.append(model.item_title(item) or "")
+        rows.append(row)
+    header = ["rank", "item", "score"] + (["title"] if has_titles else [])
+    print(f"top {n} for user {user}" + (" (seen items excluded)" if not args.include_seen else ""))
+    # titles left-aligned: print the numeric columns with the table helper, then the title
+    if has_titles:
+        widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header[:3])]
+        print("  ".join(h.rjust(w) for h, w in zip(header[:3], widths)) + "  title")
+        for r in rows:
+            print("  ".join(c.rjust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    else:
+        _print_table(rows, header)
+    return 0
+
+
+def cmd_info(args) -> int:
+    spec = args.target
+    if spec is not None and spec.endswith(".npz") and Path(spec).expanduser().is_file():
+        return _model_info(Path(spec).expanduser())
+    ratings = _load_dataset(spec)
+    stats = ratings.describe()
+    if ratings.rating_scale is not None:
+        stats["rating_scale"] = ratings.rating_scale
+    stats["titles"] = len(ratings.item_titles) if ratings.item_titles else 0
+    width = max(len(k) for k in stats)
+    for key, value in stats.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            value = f"{int(value):,}"
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _model_info(path: Path) -> int:
+    model = _load_model(str(path))
+    res = model.result_
+    lines = {
+        "model": str(path),
+        "dataset": model.dataset_name_ or "-",
+        "solver": model.solver,
+        "rank": model.user_factors_.shape[1],
+        "biases": model.user_biases_ is not None,
+        "reg": model.reg,
+        "reg_weighting": model.reg_weighting,
+        "dtype": np.dtype(model.dtype).name,
+        "n_users": model.n_users_,
+        "n_items": model.n_items_,
+        "global_mean": model.global_mean_,
+        "rating_scale": model.rating_scale_,
+        "iterations": model.n_iter_,
+        "status": res.get("message", "-"),
+        "fit_time_s": model.fit_time_,
+        "titles": len(model.item_titles_) if model.item_titles_ else 0,
+    }
+    width = max(len(k) for k in lines)
+    for key, value in lines.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _time_calls(fn, repeat: int) -> float:
+    """Best wall-clock seconds of ``repeat`` calls (after one warm-up call)."""
+    fn()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cmd_bench(args) -> int:
+    from ._threading import thread_limit
+    from .objective import MFObjective
+    from .reference import DenseMF
+
+    if args.repeat < 1:
+        raise CLIError(f"--repeat must be >= 1, got {args.repeat}")
+    if args.dataset == "synthetic":
+        from .data.synthetic import synthetic_preset
+
+        ratings = synthetic_preset("ml-100k", random_state=0, dtype=np.float64)
+    else:
+        ratings = _load_dataset(args.dataset, np.float64)
+    cells = ratings.n_users * ratings.n_items
+    if cells > 5e7:
+        raise CLIError(
+            f"{ratings.name}: {ratings.n_users} x {ratings.n_items} is too large for the dense reference "
+            "(limit 5e7 cells); use ml-100k, ml-latest-small or synthetic"
+        )
+    print(f"data: {ratings!r}")
+    print(f"rank {args.rank}, float64, biases, best of {args.repeat} calls after a warm-up")
+    dense = DenseMF.from_ratings(ratings, args.rank, reg=0.05)
+    rows = []
+    with thread_limit(args.threads) as n_threads:
+        obj = MFObjective(ratings, args.rank, reg=0.05, dtype=np.float64, n_threads=args.threads)
+        x = obj.x0(random_state=0)
+        v = np.random.default_rng(1).normal(size=x.shape[0])
+        xs = (x, x + 1e-9)  # alternate two points so the objective's cache never answers
+        turn = [0]
+
+        def fast_fg():
+            turn[0] ^= 1
+            return obj.fun_and_jac(xs[turn[0]])
+
+        checks = [
+            ("loss + gradient", fast_fg, lambda: (dense.fun(x), dense.jac(x))),
+            ("Gauss-Newton hessp", lambda: obj.hessp(x, v), lambda: dense.hessp(x, v)),
+        ]
+        for name, fast, ref in checks:
+            t_fast = _time_calls(fast, args.repeat)
+            t_ref = _time_calls(ref, args.repeat)
+            rows.append([name, f"{t_fast * 1e3:.2f}", f"{t_ref * 1e3:.2f}", f"{t_ref / t_fast:.1f}x"])
+        # agreement, so the comparison is between equal computations
+        g_fast = obj.jac(x)
+        g_ref = dense.jac(x)
+        rel = float(np.linalg.norm(g_fast - g_ref) / np.linalg.norm(g_ref))
+    print(f"threads: {n_threads}")
+    _print_table(rows, ["computation", "fastmf (ms)", "dense reference (ms)", "speed-up"])
+    print(f"gradient agreement: relative difference {rel:.1e}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Numba-accelerated matrix factorization of explicit ratings (MovieLens).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    f = sub.add_parser("fit", help="fit a model on a data set and report test RMSE",
+                       description="Fit a matrix factorization; print a per-iteration table, the test RMSE "
+                                   "and the fit time.")
+    f.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
+                   help="MovieLens name (ml-100k, ml-latest-small, ...) or a ratings file; "
+                        f"default: the bundled {DEFAULT_DATASET}")
+    f.add_argument("--solver", choices=("newton", "als", "sgd"), default="newton", help="default: newton")
+    f.add_argument("--rank", type=int, default=32, help="number of latent factors (default 32)")
+    f.add_argument("--reg", type=float, default=0.05, help="L2 weight of the factors (default 0.05)")
+    f.add_argument("--reg-bias", type=float, default=None, help="L2 weight of the biases (default: --reg)")
+    f.add_argument("--reg-weighting", choices=("count", "uniform"), default="count",
+                   help="penalty weights per row: its rating count (default) or 1")
+    f.add_argument("--no-biases", action="store_true", help="fit factors only (no user/item biases)")
+    f.add_argument("--max-iter", type=int, default=None,
+                   help="iterations (Newton, ALS) or epochs (SGD); default: the solver's")
+    f.add_argument("--tol", type=float, default=None, help="stopping tolerance; default: the solver's")
+    f.add_argument("--test-size", type=float, default=0.1,
+                   help="fraction of ratings held out at random for the test RMSE (default 0.1; 0: none)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the split and the initial factors (default 0)")
+    f.add_argument("--threads", type=int, default=None, help="threads for numba and BLAS (default: all)")
+    f.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    f.add_argument("--save", metavar="PATH", default=None, help="save the model (.npz)")
+    f.add_argument("--plot", metavar="PATH", default=None, help="save loss / test-RMSE curves (PNG)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="predict ratings with a saved model",
+                       description="Print the predicted rating of USER for each ITEM (raw ids).")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'fastmf fit --save'")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("items", metavar="ITEM", nargs="+")
+    p.add_argument("--unknown", choices=("mean", "nan", "raise"), default=None,
+                   help="unknown-id policy (default: the model's, normally 'mean')")
+    p.set_defaults(func=cmd_predict)
+
+    r = sub.add_parser("recommend", help="top-n items for a user with a saved model",
+                       description="Print USER's top-n items (raw ids, scores, titles when known).")
+    r.add_argument("model", metavar="MODEL")
+    r.add_argument("user", metavar="USER")
+    r.add_argument("-n", type=int, default=10, help="number of items (default 10)")
+    r.add_argument("--include-seen", action="store_true", help="also rank items the user rated in training")
+    r.set_defaults(func=cmd_recommend)
+
+    i = sub.add_parser("info", help="statistics of a data set (or a saved model)",
+                       description="Print a data set's statistics (default: the bundled ml-latest-small), "
+                                   "or a summary of a saved model (.npz).")
+    i.add_argument("target", nargs="?", default=None, metavar="DATASET|MODEL",
+                   help=f"MovieLens name, ratings file or model .npz; default {DEFAULT_DATASET}")
+    i.set_defaults(func=cmd_info)
+
+    b = sub.add_parser("bench", help="quick kernel comparison against the dense reference",
+                       description="Time fastmf's sparse loss+gradient and Hessian-vector product against "
+                                   "the dense numpy reference (a few seconds).")
+    b.add_argument("--dataset", default=DEFAULT_DATASET,
+                   help=f"'synthetic' (ML-100K shape), a MovieLens name or a ratings file; default {DEFAULT_DATASET}")
+    b.add_argument("--rank", type=int, default=32)
+    b.add_argument("--repeat", type=int, default=3, help="timed calls per computation (best is kept)")
+    b.add_argument("--threads", type=int, default=None)
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from .model import NotFittedError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, KeyError, OSError, ImportError, ArithmeticError,
+            NotFittedError) as exc:
+        if args.traceback:
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        msg = " ".join(str(msg).split()) or type(exc).__name__
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
