@@ -1,0 +1,1 @@
+"""fastmf benchmarks: asv suites, pytest-benchmark files and ``python -m bench.report``."""
