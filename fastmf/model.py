@@ -156,6 +156,14 @@ def _raw_triplets(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw user ids, raw item ids and ratings of an input (no id coding, no sorting)."""
     if isinstance(X, Ratings):
         return X.user_ids[X.users], X.item_ids[X.items], X.values
+    if isinstance(X, (tuple, list)) and len(X) in (3, 4) and all(np.ndim(a) == 1 for a in X):
+        # pairs to score need no id coding: take the arrays as they are (duplicates allowed)
+        u, i, r = (np.asarray(a) for a in X[:3])
+        if not len(u) == len(i) == len(r):
+            raise ValueError(f"users, items and ratings have mismatched lengths: {len(u)}, {len(i)}, {len(r)}")
+        if r.dtype.kind not in "iuf":
+            raise TypeError(f"ratings must be numeric, got dtype {r.dtype}")
+        return u, i, r
     r = as_ratings(X, np.float64)
     return r.user_ids[r.users], r.item_ids[r.items], r.values
 
