@@ -1,7 +1,32 @@
-"""fastmf: Numba-accelerated sparse solvers for matrix factorization of explicit ratings."""
+"""fastmf: Numba-accelerated sparse solvers for matrix factorization of explicit ratings.
 
+Main entry points::
+
+    fastmf.Ratings                  the rating container (COO sorted by user = CSR, item-major copy)
+    fastmf.load_movielens(name)     MovieLens readers (ml-100k ... ml-32m, ml-latest-small bundled)
+    fastmf.MFObjective              loss / gradient / Hessian-vector products for scipy.optimize
+    fastmf.reference                the dense numpy oracle
+    fastmf.datasets                 synthetic MovieLens-shaped data, readers, splits
+"""
+
+from . import datasets, reference
+from .data.movielens import load_ml100k_fold, load_movielens, load_ratings_file
 from .data.ratings import Ratings
+from .data.splits import per_user_split, temporal_split, train_test_split
+from .objective import MFObjective
 
 __version__ = "0.1.0"
 
-__all__ = ["Ratings", "__version__"]
+__all__ = [
+    "MFObjective",
+    "Ratings",
+    "datasets",
+    "load_ml100k_fold",
+    "load_movielens",
+    "load_ratings_file",
+    "per_user_split",
+    "reference",
+    "temporal_split",
+    "train_test_split",
+    "__version__",
+]
