@@ -1,0 +1,270 @@
+"""Kernels of fastmf.kernels.{csr,coo,_chunks} against the dense reference.
+
+Every kernel (COO/CSR x serial/parallel x float32/float64 x biases on/off x
+uniform/count reg x squared/sign x Gauss-Newton/exact) is checked through
+``MFObjective`` (which only dispatches to them) against ``fastmf.reference.DenseMF``;
+the kernels are also called directly for the determinism properties.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastmf.data.ratings import Ratings
+from fastmf.kernels import coo, csr
+from fastmf.kernels._chunks import balanced_chunks, default_n_chunks
+from fastmf.objective import MFObjective
+from fastmf.reference import DenseMF
+
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def random_ratings(m, n, density, seed, empty_user=True, empty_item=True, dtype=np.float64):
+    """Small random ratings with (optionally) one user and one item without ratings."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((m, n)) < density
+    if empty_user and m > 1:
+        mask[rng.integers(m)] = False
+    if empty_item and n > 1:
+        mask[:, rng.integers(n)] = False
+    if not mask.any():
+        mask[0, 0] = True
+    u, i = np.nonzero(mask)
+    r = rng.integers(1, 6, size=u.size) + 0.5 * rng.integers(0, 2, size=u.size)
+    return Ratings.from_codes(u, i, r.astype(float), n_users=m, n_items=n, dtype=dtype)
+
+
+def relerr(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    den = max(np.linalg.norm(b), 1e-300)
+    return float(np.linalg.norm(a - b) / den)
+
+
+def compare_to_reference(R, k, dtype, fmt, parallel, biases, weighting, loss, hessian, seed=0, **kw):
+    opts = dict(reg=0.3, reg_bias=0.7, biases=biases, loss=loss, reg_weighting=weighting, **kw)
+    ref = DenseMF.from_ratings(R.astype(np.float64), k, **opts)
+    obj = MFObjective(R, k, dtype=dtype, format=fmt, parallel=parallel, hessian=hessian, **opts)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(obj.n_params)
+    p = rng.standard_normal(obj.n_params)
+    if dtype == np.float32:  # compare at the points the float32 kernels actually see
+        x = x.astype(np.float32).astype(np.float64)
+        p = p.astype(np.float32).astype(np.float64)
+    tol = TOL[dtype]
+    f_ref = ref.fun(x)
+    assert abs(obj.fun(x) - f_ref) <= tol * max(abs(f_ref), 1.0)
+    assert relerr(obj.jac(x), ref.jac(x)) <= tol
+    assert relerr(obj.hessp(x, p), ref.hessp(x, p, hessian)) <= tol
+    E = ref.residuals(x)
+    assert relerr(obj.residuals(x), E[R.users, R.items]) <= tol
+    return obj, ref, x, p
+
+
+# ---------------------------------------------------------------------------- balanced_chunks
+def test_balanced_chunks_properties():
+    rng = np.random.default_rng(3)
+    counts = (rng.pareto(1.2, size=500) * 10).astype(np.int64)
+    indptr = np.concatenate(([0], np.cumsum(counts)))
+    for n_chunks in (1, 2, 7, 64, 499, 500, 10_000):
+        b = balanced_chunks(indptr, n_chunks)
+        assert b.dtype == np.int64
+        assert b[0] == 0 and b[-1] == 500
+        assert np.all(np.diff(b) > 0)
+        assert len(b) - 1 <= min(n_chunks, 500)
+        work = indptr[b[1:]] - indptr[b[:-1]] + np.diff(b)
+        target = (indptr[-1] + 500) / min(n_chunks, 500)
+        # a chunk exceeds the target by at most one row's work
+        assert work.max() <= target + counts.max() + 1
+
+
+def test_balanced_chunks_equal_split_of_uniform_rows():
+    indptr = np.arange(0, 101 * 3, 3, dtype=np.int64)  # 100 rows of 3 ratings
+    b = balanced_chunks(indptr, 4)
+    np.testing.assert_array_equal(b, [0, 25, 50, 75, 100])
+
+
+def test_balanced_chunks_edge_cases():
+    np.testing.assert_array_equal(balanced_chunks(np.zeros(1, dtype=np.int64), 4), [0])
+    np.testing.assert_array_equal(balanced_chunks(np.array([0, 0, 0]), 8), [0, 1, 2])  # empty rows still split
+    np.testing.assert_array_equal(balanced_chunks(np.array([0, 1000, 1001]), 2), [0, 1, 2])
+    for bad, exc in [(np.array([1, 2]), ValueError), (np.array([0, 3, 2]), ValueError),
+                     (np.zeros((2, 2), dtype=np.int64), ValueError), (np.array([0.0, 1.0]), TypeError)]:
+        with pytest.raises(exc):
+            balanced_chunks(bad, 2)
+    for bad_n in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n_chunks"):
+            balanced_chunks(np.array([0, 1]), bad_n)
+    assert default_n_chunks(2) == 32
+
+
+# ---------------------------------------------------------------------------- full grid vs reference
+GRID = [
+    (fmt, par, dt, biases, w, loss, hess)
+    for fmt, par, dt, biases, w, (loss, hess) in itertools.product(
+        ["csr", "coo"], [False, True], [np.float64, np.float32], [True, False], ["uniform", "count"],
+        [("squared", "gauss-newton"), ("squared", "exact"), ("sign", "exact")],
+    )
+    if not (loss == "sign" and biases)
+]
+
+
+@pytest.mark.parametrize("fmt,parallel,dtype,biases,weighting,loss,hessian", GRID,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_kernels_match_reference(fmt, parallel, dtype, biases, weighting, loss, hessian):
+    R = random_ratings(17, 11, 0.35, seed=len(fmt) + 7 * parallel + 3 * biases)
+    compare_to_reference(R, 4, dtype, fmt, parallel, biases, weighting, loss, hessian)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_diag_matches_reference_hessian_diagonal(fmt):
+    R = random_ratings(9, 7, 0.4, seed=5)
+    for loss, biases, hess in [("squared", True, "gauss-newton"), ("squared", False, "exact"), ("sign", False, "exact")]:
+        for w in ("uniform", "count"):
+            kw = dict(reg=0.3, reg_bias=0.2, biases=biases, loss=loss, reg_weighting=w)
+            ref = DenseMF.from_ratings(R, 3, **kw)
+            obj = MFObjective(R, 3, dtype=np.float64, format=fmt, hessian=hess, **kw)
+            x = np.random.default_rng(1).standard_normal(obj.n_params)
+            np.testing.assert_allclose(obj.diag_gauss_newton(x), np.diag(ref.hessian(x, hess)), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    m=st.integers(1, 12),
+    n=st.integers(1, 12),
+    k=st.sampled_from([1, 2, 3, 5, 8, 256]),
+    density=st.floats(0.0, 0.9),
+    seed=st.integers(0, 2**31 - 1),
+    biases=st.booleans(),
+    fmt=st.sampled_from(["csr", "coo"]),
+)
+def test_hypothesis_shapes(m, n, k, density, seed, biases, fmt):
+    """Drawn shapes and seeds: empty rows, a single rating (density 0 -> one rating), k=1, k=256."""
+    R = random_ratings(m, n, density, seed, empty_user=seed % 2 == 0, empty_item=seed % 3 == 0)
+    compare_to_reference(R, k, np.float64, fmt, True, biases, "count" if seed % 5 == 0 else "uniform",
+                         "squared", "exact" if seed % 2 else "gauss-newton", seed=seed)
+
+
+def test_single_rating():
+    R = Ratings.from_codes([2], [1], [4.0], n_users=3, n_items=2, dtype=np.float64)
+    assert R.nnz == 1
+    for fmt, par in itertools.product(["csr", "coo"], [False, True]):
+        compare_to_reference(R, 1, np.float64, fmt, par, True, "uniform", "squared", "exact")
+        compare_to_reference(R, 2, np.float64, fmt, par, False, "count", "sign", "exact")
+
+
+# ---------------------------------------------------------------------------- direct kernel properties
+def _side_args(R, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    m, n = R.shape
+    P = rng.standard_normal((m, k)).astype(dtype)
+    Q = rng.standard_normal((n, k)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    c = rng.standard_normal(n).astype(dtype)
+    return P, Q, b, c
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_parallel_bit_identical_to_serial_any_thread_count(dtype):
+    R = random_ratings(60, 40, 0.3, seed=11, dtype=dtype)
+    k = 6
+    P, Q, b, c = _side_args(R, k, dtype, 0)
+    dP, dQ, db, dc = _side_args(R, k, dtype, 1)
+    ch = balanced_chunks(R.item_indptr, 8)
+    rw = np.full(R.n_items, 0.3, dtype=dtype)
+    mu = dtype(3.5)
+    outs = []
+    for fn_g, fn_h, nt in [(csr.grad_side_serial, csr.hessp_side_serial, 1),
+                           (csr.grad_side_parallel, csr.hessp_side_parallel, 1),
+                           (csr.grad_side_parallel, csr.hessp_side_parallel, numba.config.NUMBA_NUM_THREADS)]:
+        numba.set_num_threads(nt)
+        try:
+            G = np.empty_like(Q)
+            gc = np.empty_like(c)
+            parts = np.empty(len(ch) - 1)
+            loss = fn_g(ch, R.item_indptr, R.item_users, R.item_values, Q, P, c, b, mu, rw, rw, True, False, True,
+                        G, gc, parts)
+            H = np.empty_like(Q)
+            hc = np.empty_like(c)
+            fn_h(ch, R.item_indptr, R.item_users, R.item_values, Q, P, dQ, dP, c, b, dc, db, mu, rw, rw, True, 1, H, hc)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        assert G.dtype == dtype and H.dtype == dtype
+        outs.append((loss, G, gc, H, hc))
+    for other in outs[1:]:
+        assert other[0] == outs[0][0]
+        for a, b_ in zip(outs[0][1:], other[1:]):
+            np.testing.assert_array_equal(a, b_)
+
+
+def test_coo_parallel_blocks_deterministic_and_close():
+    R = random_ratings(50, 30, 0.3, seed=2)
+    k = 5
+    P, Q, b, c = _side_args(R, k, np.float64, 0)
+    m, n = R.shape
+    w_u, w_i = np.full(m, 0.2), np.full(n, 0.2)
+    ich = balanced_chunks(np.zeros(n + 1, dtype=np.int64), 4)
+
+    def run(nb):
+        ub = balanced_chunks(R.user_indptr, nb)
+        nb = len(ub) - 1
+        out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
+        loss = coo.grad_parallel(ub, R.user_indptr, ich, R.users, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u,
+                                 w_i, w_i, True, False, *out, np.empty((nb, n, k)), np.empty((nb, n)), np.empty(nb),
+                                 np.empty(len(ich) - 1))
+        return loss, out
+
+    serial_out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
+    serial_loss = coo.grad_serial(R.users, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True, False,
+                                  *serial_out)
+    l1, o1 = run(1)
+    l3, o3 = run(3)
+    l3b, o3b = run(3)
+    assert l3 == l3b
+    for a, b_ in zip(o3, o3b):
+        np.testing.assert_array_equal(a, b_)
+    for loss, out in [(l1, o1), (l3, o3)]:
+        assert abs(loss - serial_loss) <= 1e-12 * abs(serial_loss)
+        for a, b_ in zip(out, serial_out):
+            assert relerr(a, b_) <= 1e-12
+
+
+def test_coo_and_csr_agree():
+    R = random_ratings(30, 25, 0.3, seed=9)
+    for loss, biases, hess in [("squared", True, "exact"), ("sign", False, "exact")]:
+        objs = [MFObjective(R, 4, loss=loss, biases=biases, hessian=hess, dtype=np.float64, format=f) for f in ("csr", "coo")]
+        x = objs[0].x0(3, scale=1.0)
+        p = objs[0].x0(4, scale=1.0)
+        assert abs(objs[0].fun(x) - objs[1].fun(x)) <= 1e-12 * abs(objs[0].fun(x))
+        assert relerr(objs[0].jac(x), objs[1].jac(x)) <= 1e-12
+        assert relerr(objs[0].hessp(x, p), objs[1].hessp(x, p)) <= 1e-12
+        assert relerr(objs[0].diag_gauss_newton(x), objs[1].diag_gauss_newton(x)) <= 1e-12
+
+
+def test_float32_hessp_kernel_has_no_float64_arithmetic():
+    """Typed constants: the float32 Hessian-vector row kernel never widens to double.
+
+    Cached code cannot be inspected, so an uncached copy of the same Python function
+    is compiled for the float32 signature and its LLVM IR searched for double math.
+    """
+    R = random_ratings(8, 6, 0.5, seed=1, dtype=np.float32)
+    f32 = np.float32
+    P, Q, b, c = _side_args(R, 3, f32, 0)
+    rw = np.full(R.n_users, 0.3, dtype=f32)
+    fresh = numba.njit(error_model="numpy")(csr._hessp_rows.py_func)
+    H = np.empty_like(P)
+    hb = np.empty_like(b)
+    for mode in (0, 1, 2):
+        fresh(0, R.n_users, R.user_indptr, R.items, R.values, P, Q, P, Q, b, c, b, c, f32(3.0), rw, rw, True, mode, H, hb)
+    assert H.dtype == f32
+    (sig,) = fresh.signatures
+    ir = fresh.inspect_llvm(sig)
+    assert "fpext float" not in ir
+    assert not re.search(r"f(add|sub|mul) double", ir)
