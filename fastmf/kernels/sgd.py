@@ -143,9 +143,15 @@ def shuffle_blocks(bu, bi, bv, block_ptr, seed, epoch):
 
 
 # ---------------------------------------------------------------------------- updates
+# Columns of the per-row state arrays ``AU`` (users, shape (m, 4)) and ``AI`` (items):
+#: bias, AdaGrad accumulator of the factor row, AdaGrad accumulator of the bias,
+#: regularisation weight ``s = w / n``.  One 16-byte record a row, so an update touches
+#: one cache line of row state per side instead of four.
+BIAS, G_ROW, G_BIAS, REG_SCALE = 0, 1, 2, 3
+
+
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _sgd_range(bu, bi, bv, start, stop, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
-               mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
     """SGD updates for ratings ``start..stop-1`` of the block-major arrays, in order."""
     k = P.shape[1]
     zero = mu - mu
@@ -157,13 +163,15 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
             dot += P[u, f] * Q[i, f]
         pred = mu + dot
         if use_biases:
-            pred += b[u] + c[i]
+            pred += AU[u, 0] + AI[i, 0]
         e = bv[j] - pred
-        ru = reg * su[u]
-        ri = reg * si[i]
+        su = AU[u, 3]
+        si = AI[i, 3]
+        ru = reg * su
+        ri = reg * si
         if adaptive:
-            etp = lr / np.sqrt(GP[u])
-            etq = lr / np.sqrt(GQ[i])
+            etp = lr / np.sqrt(AU[u, 1])
+            etq = lr / np.sqrt(AI[i, 1])
             gpp = zero
             gqq = zero
             for f in range(k):
@@ -175,15 +183,17 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
                 Q[i, f] = qf - etq * gq
                 gpp += gp * gp
                 gqq += gq * gq
-            GP[u] += gpp * inv_k
-            GQ[i] += gqq * inv_k
+            AU[u, 1] += gpp * inv_k
+            AI[i, 1] += gqq * inv_k
             if use_biases:
-                gb = reg_b * su[u] * b[u] - e
-                gc = reg_b * si[i] * c[i] - e
-                b[u] -= lr / np.sqrt(Gb[u]) * gb
-                c[i] -= lr / np.sqrt(Gc[i]) * gc
-                Gb[u] += gb * gb
-                Gc[i] += gc * gc
+                b_u = AU[u, 0]
+                c_i = AI[i, 0]
+                gb = reg_b * su * b_u - e
+                gc = reg_b * si * c_i - e
+                AU[u, 0] = b_u - lr / np.sqrt(AU[u, 2]) * gb
+                AI[i, 0] = c_i - lr / np.sqrt(AI[i, 2]) * gc
+                AU[u, 2] += gb * gb
+                AI[i, 2] += gc * gc
         else:
             for f in range(k):
                 pf = P[u, f]
@@ -191,41 +201,44 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
                 P[u, f] = pf + lr * (e * qf - ru * pf)
                 Q[i, f] = qf + lr * (e * pf - ri * qf)
             if use_biases:
-                b[u] += lr * (e - reg_b * su[u] * b[u])
-                c[i] += lr * (e - reg_b * si[i] * c[i])
+                b_u = AU[u, 0]
+                c_i = AI[i, 0]
+                AU[u, 0] = b_u + lr * (e - reg_b * su * b_u)
+                AI[i, 0] = c_i + lr * (e - reg_b * si * c_i)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
-def sgd_epoch_blocked(bu, bi, bv, block_ptr, schedule, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
-                      mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+def sgd_epoch_blocked(bu, bi, bv, block_ptr, schedule, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
+                      use_biases, adaptive):
     """One epoch of blocked stratified SGD.
 
     ``schedule`` (int64, ``(B, B)``): row ``t`` lists the blocks of stratum ``t``; the
     strata run one after the other, the blocks of a stratum in parallel (they share
     no factor row, so there is no race and no dependence on the thread count).
+    ``AU``/``AI`` are the per-row state arrays (columns :data:`BIAS`, :data:`G_ROW`,
+    :data:`G_BIAS`, :data:`REG_SCALE`).
     """
     n_strata = schedule.shape[0]
     width = schedule.shape[1]
     for t in range(n_strata):
         for s in prange(width):
             blk = schedule[t, s]
-            _sgd_range(bu, bi, bv, block_ptr[blk], block_ptr[blk + 1], P, Q, b, c, GP, GQ, Gb, Gc,
-                       su, si, mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
+            _sgd_range(bu, bi, bv, block_ptr[blk], block_ptr[blk + 1], P, Q, AU, AI,
+                       mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
-def sgd_epoch_hogwild(bu, bi, bv, chunk_ptr, P, Q, b, c, GP, GQ, Gb, Gc, su, si,
-                      mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
+def sgd_epoch_hogwild(bu, bi, bv, chunk_ptr, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k, use_biases, adaptive):
     """One lock-free (Hogwild) epoch: the chunks of the shuffled ratings run in a
     ``prange`` with no ownership, so threads may update the same row concurrently.
     **Not deterministic** with more than one thread (kept for comparison)."""
     for ch in prange(chunk_ptr.shape[0] - 1):
-        _sgd_range(bu, bi, bv, chunk_ptr[ch], chunk_ptr[ch + 1], P, Q, b, c, GP, GQ, Gb, Gc,
-                   su, si, mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
+        _sgd_range(bu, bi, bv, chunk_ptr[ch], chunk_ptr[ch + 1], P, Q, AU, AI,
+                   mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
 
 
 # ---------------------------------------------------------------------------- loss
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
 def squared_error_segments(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, out):
     """``out[s] = sum (r - r_hat)^2`` over segment ``s`` of the ratings, in float64
     (dot products too).  Sum ``out`` in order for a thread-independent total."""
@@ -246,7 +259,7 @@ def squared_error_segments(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, out)
         out[s] = acc
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
 def penalty_chunks(P, b, w, use_biases, chunk_ptr, out_f, out_b):
     """Per chunk of rows: ``out_f[ch] = sum w_u |p_u|^2`` and ``out_b[ch] = sum w_u b_u^2``
     (float64).  A non-finite row makes its chunk non-finite (even where ``w_u = 0``)."""

@@ -256,7 +256,7 @@ def sgd(
     reshuffle: bool = False,
     n_threads: int | None = None,
     random_state=0,
-    init_scale: float = 0.1,
+    init_scale: float = 0.01,
     x0: np.ndarray | None = None,
     validation: Ratings | None = None,
     early_stopping: int | None = None,
@@ -437,28 +437,33 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
         P[ratings.user_counts == 0] = 0
         Q[ratings.item_counts == 0] = 0
         P, Q = P[uo], Q[io]
-        b = np.zeros(m, dtype=dt) if use_biases else np.zeros(1, dtype=dt)
-        c = np.zeros(n, dtype=dt) if use_biases else np.zeros(1, dtype=dt)
+        b = np.zeros(m, dtype=dt)
+        c = np.zeros(n, dtype=dt)
     else:
         P0, Q0, b0, c0 = unpack(x0, m, n, k, use_biases)
         P = P0[uo].astype(dt)  # fancy indexing copies: x0 is never modified
         Q = Q0[io].astype(dt)
-        b = b0[uo].astype(dt) if use_biases else np.zeros(1, dtype=dt)
-        c = c0[io].astype(dt) if use_biases else np.zeros(1, dtype=dt)
+        b = b0[uo].astype(dt) if use_biases else np.zeros(m, dtype=dt)
+        c = c0[io].astype(dt) if use_biases else np.zeros(n, dtype=dt)
     ucount = ratings.user_counts[uo].astype(np.float64)
     icount = ratings.item_counts[io].astype(np.float64)
     if reg_weighting == "count":
         wu, wi = ucount, icount
     else:
         wu, wi = np.ones(m), np.ones(n)
-    # per-update weights s = w / n (0 for empty rows, which are never visited)
-    su = np.divide(wu, ucount, out=np.zeros(m), where=ucount > 0).astype(dt)
-    si = np.divide(wi, icount, out=np.zeros(n), where=icount > 0).astype(dt)
     adaptive = schedule == "adaptive"
-    GP = np.ones(m if adaptive else 1, dtype=dt)
-    GQ = np.ones(n if adaptive else 1, dtype=dt)
-    Gb = np.ones(m if adaptive and use_biases else 1, dtype=dt)
-    Gc = np.ones(n if adaptive and use_biases else 1, dtype=dt)
+    # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
+    # for empty rows, which are never visited)
+    AU = np.ones((m, 4), dtype=dt)
+    AI = np.ones((n, 4), dtype=dt)
+    AU[:, _k.BIAS] = b
+    AI[:, _k.BIAS] = c
+    AU[:, _k.REG_SCALE] = np.divide(wu, ucount, out=np.zeros(m), where=ucount > 0)
+    AI[:, _k.REG_SCALE] = np.divide(wi, icount, out=np.zeros(n), where=icount > 0)
+
+    def biases_now():
+        return np.ascontiguousarray(AU[:, _k.BIAS]), np.ascontiguousarray(AI[:, _k.BIAS])
+
     seg_ptr = _equal_segments(nnz, _N_LOSS_SEGMENTS)
     uchunks = _equal_segments(m, _N_LOSS_SEGMENTS)
     ichunks = _equal_segments(n, _N_LOSS_SEGMENTS)
@@ -468,6 +473,7 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     hog_ptr = _equal_segments(nnz, _HOGWILD_CHUNKS)
 
     def loss() -> float:
+        b, c = biases_now()
         _k.squared_error_segments(layout.users, layout.items, layout.values, seg_ptr, P, Q, b, c,
                                   mu_val, use_biases, seg_out)
         _k.penalty_chunks(P, b, wu, use_biases, uchunks, pu_f, pu_b)
@@ -506,13 +512,13 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
                     _k.shuffle_blocks(layout.users, layout.items, layout.values, layout.block_ptr, layout.seed, epoch)
                 sched = stratum_schedule(B, rng)
                 _k.sgd_epoch_blocked(layout.users, layout.items, layout.values, layout.block_ptr, sched,
-                                     P, Q, b, c, GP, GQ, Gb, Gc, su, si, mu_t, lr_t, lam_t, lamb_t, inv_k,
+                                     P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
                                      use_biases, adaptive)
             else:
                 if reshuffle and epoch > 1:
                     _k.shuffle_blocks(layout.users, layout.items, layout.values, layout.block_ptr, layout.seed, epoch)
                 _k.sgd_epoch_hogwild(layout.users, layout.items, layout.values, hog_ptr,
-                                     P, Q, b, c, GP, GQ, Gb, Gc, su, si, mu_t, lr_t, lam_t, lamb_t, inv_k,
+                                     P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
                                      use_biases, adaptive)
             epoch_time = clock() - t0
             previous_loss, current_loss = current_loss, loss()
@@ -521,8 +527,8 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
                 raise DivergenceError(_divergence_message(epoch, lr, schedule, current_loss), epoch, lr, history)
             val_rmse, stop_es = (None, False)
             if monitor is not None:
-                val_rmse, stop_es = monitor.update(epoch, P, Q, b if use_biases else None,
-                                                   c if use_biases else None)
+                b, c = biases_now() if use_biases else (None, None)
+                val_rmse, stop_es = monitor.update(epoch, P, Q, b, c)
             rec = IterationRecord(iteration=epoch, loss=current_loss, val_rmse=val_rmse, elapsed=clock(),
                                   learning_rate=lr, epoch_time=epoch_time,
                                   updates_per_sec=nnz / epoch_time if epoch_time > 0 else math.inf)
@@ -546,6 +552,7 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
         bar.close()
 
     fun = current_loss
+    b, c = biases_now()
     if status == Status.EARLY_STOPPING and monitor.best_params is not None:
         P, Q, bb, cc = monitor.best_params
         if use_biases:

@@ -1,0 +1,281 @@
+"""Tests of the blocked stratified SGD solver (fastmf.solvers.sgd, fastmf.kernels.sgd)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from fastmf._packing import n_params, unpack
+from fastmf.data.ratings import Ratings
+from fastmf.kernels.predict import rmse_codes
+from fastmf.reference import DenseMF
+from fastmf.solvers._base import Status
+from fastmf.solvers.sgd import DivergenceError, build_layout, sgd, stratum_schedule
+
+
+def planted(m=120, n=80, k=3, density=0.35, noise=0.1, seed=0, dtype=np.float32):
+    """Biased rank-k model plus Gaussian noise on a random mask; returns (train, test)."""
+    rng = np.random.default_rng(seed)
+    P = rng.normal(0, 0.7, (m, k))
+    Q = rng.normal(0, 0.7, (n, k))
+    b = rng.normal(0, 0.3, m)
+    c = rng.normal(0, 0.3, n)
+    mask = rng.random((m, n)) < density
+    u, i = np.nonzero(mask)
+    r = 3.0 + b[u] + c[i] + np.sum(P[u] * Q[i], axis=1) + noise * rng.normal(size=u.size)
+    test = rng.random(u.size) < 0.15
+    full = Ratings.from_codes(u, i, r, m, n, dtype=dtype)
+    order = np.lexsort((i, u))  # from_codes keeps (user, item) order: u, i already sorted
+    assert np.array_equal(order, np.arange(u.size))
+    return full.subset(~test), full.subset(test)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return planted()
+
+
+def val_rmse_of(result, train, test):
+    P, Q, b, c = unpack(result.x, train.n_users, train.n_items, result.rank, result.biases)
+    return rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, result.mu)
+
+
+# ------------------------------------------------------------------ schedule and layout
+@pytest.mark.parametrize("B", [1, 2, 5, 8, 16])
+def test_stratum_schedule_is_a_latin_square(B):
+    rng = np.random.default_rng(B)
+    for _ in range(3):
+        S = stratum_schedule(B, rng)
+        assert S.shape == (B, B) and S.dtype == np.int64
+        ubins, ibins = S // B, S % B
+        for t in range(B):  # a stratum's blocks share no user bin and no item bin
+            assert len(set(ubins[t])) == B
+            assert len(set(ibins[t])) == B
+        assert sorted(S.ravel()) == list(range(B * B))  # every block once an epoch
+
+
+def test_block_layout_holds_every_rating_in_its_block(small):
+    train, _ = small
+    B = 4
+    L = build_layout(train, B, np.random.default_rng(3), np.float64)
+    assert L.block_ptr[0] == 0 and L.block_ptr[-1] == train.nnz
+    # working codes map back to the same (user, item, value) multiset
+    u = L.user_order[L.users]
+    i = L.item_order[L.items]
+    got = sorted(zip(u.tolist(), i.tolist(), L.values.tolist()))
+    want = sorted(zip(train.users.tolist(), train.items.tolist(), train.values.astype(np.float64).tolist()))
+    assert got == want
+    ubin = np.searchsorted(L.user_bounds, L.users, side="right") - 1
+    ibin = np.searchsorted(L.item_bounds, L.items, side="right") - 1
+    blk = np.repeat(np.arange(B * B), np.diff(L.block_ptr))
+    assert np.array_equal(ubin * B + ibin, blk)
+    # bins of about equal rating counts
+    sizes = L.block_sizes
+    assert sizes.sum(axis=1).max() < 1.5 * train.nnz / B
+    assert sizes.sum(axis=0).max() < 1.5 * train.nnz / B
+    # the in-block shuffle is not the sorted order
+    first = slice(L.block_ptr[0], L.block_ptr[1])
+    assert not np.all(np.diff(L.users[first].astype(np.int64) * train.n_items + L.items[first]) > 0)
+
+
+# ------------------------------------------------------------------ determinism
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(dtype=np.float64, biases=False, schedule="constant", reshuffle=True),
+        dict(schedule="decay", reg_weighting="uniform", reg=1.0, n_blocks=3),
+    ],
+)
+def test_same_seed_bit_identical_whatever_the_thread_count(small, kw):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 numba threads")
+    train, _ = small
+    r1 = sgd(train, 8, n_epochs=5, n_threads=1, random_state=7, progress=False, **kw)
+    r2 = sgd(train, 8, n_epochs=5, n_threads=2, random_state=7, progress=False, **kw)
+    assert r1.x.tobytes() == r2.x.tobytes()
+    assert [h["loss"] for h in r1.history] == [h["loss"] for h in r2.history]
+    r3 = sgd(train, 8, n_epochs=5, n_threads=2, random_state=8, progress=False, **kw)
+    assert not np.array_equal(r1.x, r3.x)
+
+
+# ------------------------------------------------------------------ correctness
+@pytest.mark.parametrize("weighting", ["count", "uniform"])
+@pytest.mark.parametrize("biases", [True, False])
+def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
+    train, _ = small
+    reg = 0.05 if weighting == "count" else 1.0
+    res = sgd(train, 4, reg=reg, reg_bias=0.5 * reg, reg_weighting=weighting, biases=biases, dtype=np.float64,
+              schedule="constant", learning_rate=0.03, n_epochs=30, progress=False)
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
+    ref = DenseMF(train.to_dense(), train.mask(), 4, reg=reg, reg_bias=0.5 * reg, biases=biases, mu=res.mu,
+                  reg_weighting=weighting)
+    assert res.fun == pytest.approx(ref.fun(res.x.astype(np.float64)), rel=1e-10)
+    assert res.fun == losses[-1]
+
+
+def test_recovers_a_planted_low_rank_model():
+    train, test = planted(m=200, n=150, k=3, density=0.4, noise=0.1, seed=1)
+    res = sgd(train, 3, reg=0.005, n_epochs=150, learning_rate=0.1, random_state=0, progress=False)
+    assert val_rmse_of(res, train, test) < 0.15  # noise level 0.1
+    assert np.std(test.values) > 0.9  # so the bound is far below predicting the mean
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("biases", [True, False])
+def test_dtypes_and_packing(small, dtype, biases):
+    train, _ = small
+    res = sgd(train, 5, dtype=dtype, biases=biases, n_epochs=3, progress=False)
+    assert res.x.dtype == dtype
+    assert res.x.shape == (n_params(train.n_users, train.n_items, 5, biases),)
+    assert res.rank == 5 and res.biases is biases
+    assert res.mu == (pytest.approx(train.global_mean) if biases else 0.0)
+    assert res.nit == 3 and res.status == Status.MAX_ITER and res.success
+    assert len(res.history) == 3 and {"loss", "val_rmse", "elapsed", "learning_rate"} <= set(res.history[0])
+    assert np.isnan(res.grad_norm)
+
+
+def test_empty_rows_stay_zero():
+    u = np.array([0, 0, 2, 2, 3])
+    i = np.array([0, 1, 1, 3, 0])
+    r = Ratings.from_codes(u, i, np.array([4.0, 3, 5, 2, 1]), n_users=5, n_items=5)
+    res = sgd(r, 2, n_epochs=3, n_blocks=2, progress=False)
+    P, Q, b, c = unpack(res.x, 5, 5, 2, True)
+    assert np.all(P[[1, 4]] == 0) and np.all(Q[[2, 4]] == 0)
+    assert np.all(b[[1, 4]] == 0) and np.all(c[[2, 4]] == 0)
+
+
+def test_schedules_decay_rates(small):
+    train, _ = small
+    res = sgd(train, 4, schedule="decay", learning_rate=0.02, decay=0.5, n_epochs=3, progress=False)
+    assert [h["learning_rate"] for h in res.history] == pytest.approx([0.02, 0.02 / 1.5, 0.02 / 2.0])
+
+
+def test_hogwild_runs_and_learns(small):
+    train, test = small
+    res = sgd(train, 4, mode="hogwild", n_epochs=30, progress=False)
+    assert res.mode == "hogwild" and res.n_blocks == 1
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    assert val_rmse_of(res, train, test) < np.std(test.values)
+
+
+def test_warm_start_and_inputs_not_modified(small):
+    train, _ = small
+    before = (train.users.copy(), train.items.copy(), train.values.copy())
+    first = sgd(train, 4, n_epochs=20, progress=False)
+    x0 = first.x.copy()
+    warm = sgd(train, 4, n_epochs=1, x0=first.x, progress=False)
+    cold = sgd(train, 4, n_epochs=1, progress=False)
+    assert np.array_equal(first.x, x0)
+    for a, b in zip(before, (train.users, train.items, train.values)):
+        assert np.array_equal(a, b)
+    assert warm.fun < cold.fun
+
+
+# ------------------------------------------------------------------ run interface
+def test_divergence_raises_with_advice(small):
+    train, _ = small
+    with pytest.raises(DivergenceError) as info:
+        sgd(train, 8, schedule="constant", learning_rate=50.0, n_epochs=10, progress=False)
+    msg = str(info.value)
+    assert "epoch 1" in msg and "learning_rate=50" in msg and "lower learning_rate" in msg
+    assert "schedule='adaptive'" in msg
+    assert isinstance(info.value, FloatingPointError) and info.value.epoch == 1
+
+
+def test_early_stopping_returns_best_parameters():
+    train, val = planted(m=80, n=60, k=2, density=0.5, noise=0.5, seed=2)
+    res = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, n_epochs=300,
+              progress=False, random_state=0)
+    assert res.status == Status.EARLY_STOPPING and res.success
+    assert res.nit < 300 and res.nit == res.best_iteration + 3
+    scores = [h["val_rmse"] for h in res.history]
+    assert val_rmse_of(res, train, val) == pytest.approx(min(scores), rel=1e-6)
+    assert res.fun == res.history[res.best_iteration - 1]["loss"]
+
+
+def test_callback_stops_and_sees_records(small):
+    train, val = small
+    seen = []
+
+    def cb(rec):
+        seen.append(rec)
+        return rec.iteration == 3
+
+    res = sgd(train, 4, n_epochs=10, validation=val, callbacks=[cb], progress=False)
+    assert res.status == Status.CALLBACK and res.nit == 3 and len(seen) == 3
+    assert seen[0]["val_rmse"] is not None and seen[-1].loss == res.fun
+
+
+def test_tol_stops(small):
+    train, _ = small
+    res = sgd(train, 4, n_epochs=500, tol=1e-3, progress=False)
+    assert res.status == Status.FTOL and res.nit < 500
+
+
+def test_progress_false_prints_nothing(small, capsys):
+    train, val = small
+    sgd(train, 4, n_epochs=3, validation=val, progress=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+@pytest.mark.parametrize(
+    "kw, exc, word",
+    [
+        (dict(rank=0), ValueError, "rank"),
+        (dict(rank=2.5), TypeError, "rank"),
+        (dict(reg=-1.0), ValueError, "reg"),
+        (dict(reg_bias=float("nan")), ValueError, "reg_bias"),
+        (dict(reg_weighting="rows"), ValueError, "reg_weighting"),
+        (dict(dtype=np.int32), TypeError, "dtype"),
+        (dict(learning_rate=0.0), ValueError, "learning_rate"),
+        (dict(schedule="cosine"), ValueError, "schedule"),
+        (dict(decay=-0.1), ValueError, "decay"),
+        (dict(n_epochs=0), ValueError, "n_epochs"),
+        (dict(n_blocks=0), ValueError, "n_blocks"),
+        (dict(mode="async"), ValueError, "mode"),
+        (dict(n_threads=0), ValueError, "n_threads"),
+        (dict(random_state="a"), TypeError, "random_state"),
+        (dict(init_scale=-1.0), ValueError, "init_scale"),
+        (dict(x0=np.zeros(3)), ValueError, "x0"),
+        (dict(early_stopping=3), ValueError, "validation"),
+        (dict(callbacks=[1]), TypeError, "callback"),
+        (dict(progress="yes"), TypeError, "progress"),
+        (dict(biases=1), TypeError, "biases"),
+        (dict(mu=float("inf")), ValueError, "mu"),
+        (dict(clip=(5, 1)), ValueError, "clip"),
+        (dict(tol=-1.0), ValueError, "tol"),
+        (dict(validation=np.zeros(3)), TypeError, "validation"),
+    ],
+)
+def test_bad_parameters_raise(small, kw, exc, word):
+    train, _ = small
+    with pytest.raises(exc, match=word):
+        sgd(train, **{"progress": False, **kw})
+
+
+def test_bad_inputs_raise(small):
+    train, _ = small
+    with pytest.raises(TypeError, match="Ratings"):
+        sgd(train.to_scipy())
+    other = Ratings.from_codes([0, 1], [0, 1], [1.0, 2.0], n_users=3, n_items=3)
+    with pytest.raises(ValueError, match="code space"):
+        sgd(train, validation=other, progress=False)
+
+
+# ------------------------------------------------------------------ real data
+def test_ml100k_u1_test_rmse(ml100k_zip):
+    from fastmf.data.movielens import load_ml100k_fold
+    from fastmf.data.splits import train_test_split
+
+    base, test = load_ml100k_fold("u1", ml100k_zip.parent, download=False)
+    inner, val = train_test_split(base, 0.1, random_state=0)
+    res = sgd(inner, validation=val, early_stopping=5, n_epochs=100, progress=False, clip=True)
+    assert res.status == Status.EARLY_STOPPING
+    P, Q, b, c = unpack(res.x, base.n_users, base.n_items, res.rank, True)
+    rmse = rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, res.mu, (1, 5))
+    assert rmse < 0.94
