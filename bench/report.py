@@ -384,8 +384,9 @@ def warm_up(formats: Sequence[str] = ("csr", "coo"), dtypes: Sequence[str] = ("f
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-latest-small", "ml-1m"], choices=list(ALL),
-                    metavar="NAME", help=f"datasets, among {', '.join(ALL)} (default: the three small ones)")
+    ap.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-latest-small", "ml-1m"],
+                    choices=list(ALL) + ["tiny"], metavar="NAME",
+                    help=f"datasets, among {', '.join(ALL)} (default: the three small ones; 'tiny' for smoke runs)")
     ap.add_argument("--ranks", nargs="+", type=int, default=[8, 32, 128], help="ranks on ml-100k/latest-small/1m")
     ap.add_argument("--large-ranks", nargs="+", type=int, default=[32], help="ranks on ml-10m/ml-20m (default 32)")
     ap.add_argument("--formats", nargs="+", default=["csr", "coo"], choices=["csr", "coo"])
@@ -397,7 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-time", type=float, default=0.5,
                     help="keep calling until this many seconds are timed (max 500 calls; default 0.5)")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense reference")
-    ap.add_argument("--profile", nargs="*", metavar="NAME", default=None,
+    ap.add_argument("--profile", nargs="*", metavar="NAME", default=None, choices=list(ALL) + ["tiny"],
                     help="kernel-only CSR pass profile (rank 32, float32) on these datasets (default: ml-20m "
                          "if given without names)")
     ap.add_argument("--no-first-call", action="store_true", help="skip the new-process first-call measurement")
