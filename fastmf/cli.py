@@ -25,6 +25,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -153,7 +154,11 @@ def cmd_fit(args) -> int:
         print(f"split: {train.nnz:,} train / {test.nnz:,} test ratings (seed {args.seed})")
     else:
         train = ratings
-    model.fit(train, eval_set=test)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train, eval_set=test)
+    for w in caught:  # e.g. a solver's ConvergenceWarning: one line, no source location
+        print(f"{PROG}: warning: {w.message}", file=sys.stderr)
     header, rows = history_table(model.history_)
     print()
     _print_table(rows, header)
@@ -178,8 +183,6 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import warnings
-
     from .model import UnknownIdWarning
 
     model = _load_model(args.model)
@@ -197,8 +200,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    import warnings
-
     from .model import UnknownIdWarning
 
     model = _load_model(args.model)
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"default: the bundled {DEFAULT_DATASET}")
     f.add_argument("--solver", choices=("newton", "als", "sgd"), default="newton", help="default: newton")
     f.add_argument("--rank", type=int, default=32, help="number of latent factors (default 32)")
-    f.add_argument("--reg", type=float, default=0.05, help="L2 weight of the factors (default 0.05)")
+    f.add_argument("--reg", type=float, default=0.1, help="L2 weight of the factors (default 0.1)")
     f.add_argument("--reg-bias", type=float, default=None, help="L2 weight of the biases (default: --reg)")
     f.add_argument("--reg-weighting", choices=("count", "uniform"), default="count",
                    help="penalty weights per row: its rating count (default) or 1")

@@ -1,0 +1,251 @@
+"""The command line, through subprocesses (``python -m fastmf ...``), and the README walk-through.
+
+Every command of the README's "Getting started" section is listed in ``README_STEPS`` and run
+here verbatim (with ``fastmf`` replaced by ``python -m fastmf``), in order, in a temporary
+folder.  The Python example of the README is ``README_PYTHON`` below, run as a script.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastmf.cli import history_table, main
+
+README_STEPS = [
+    "fastmf info",
+    "fastmf fit --rank 16 --max-iter 8 --save model.npz --plot curve.png",
+    "fastmf predict model.npz 1 31 1029",
+    "fastmf recommend model.npz 1 -n 10",
+    "fastmf info model.npz",
+    "fastmf fit ratings.csv --solver als --rank 8 --max-iter 5 --test-size 0.2 --no-progress",
+    "fastmf fit --solver sgd --rank 16 --max-iter 10 --no-progress --save sgd.npz",
+    "fastmf bench --repeat 2",
+]
+
+README_PYTHON = textwrap.dedent(
+    """
+    import numpy as np
+    from fastmf.data.movielens import load_movielens
+    from fastmf.data.splits import train_test_split
+    from fastmf.model import MatrixFactorization
+
+    ratings = load_movielens("ml-latest-small")          # bundled, offline
+    train, test = train_test_split(ratings, test_size=0.1, random_state=0)
+
+    model = MatrixFactorization(rank=16, solver="newton", max_iter=10, random_state=0, progress=False)
+    model.fit(train, eval_set=test)
+    print("test RMSE", round(model.score(test), 4))
+
+    print(model.predict(1, 31))                          # raw MovieLens ids
+    items, scores = model.recommend(1, n=5)              # seen items excluded
+    print([model.item_title(i) for i in items])
+    print(model.similar_items(1, n=3)[0])                # cosine on item factors
+
+    # a new user, folded in from a few ratings (no retraining)
+    print(model.recommend_new_user([1, 260, 1196], [5.0, 4.5, 5.0], n=3)[0])
+
+    model.save("model.npz")                              # atomic, versioned .npz
+    same = MatrixFactorization.load("model.npz")
+    assert np.array_equal(same.predict([1, 2], [31, 50]), model.predict([1, 2], [31, 50]))
+
+    from fastmf.plot import plot_history
+    plot_history(model, path="history.png")
+    print("ok")
+    """
+)
+
+
+def run(args, cwd, check_rc: int | None = 0, timeout: float = 300, module: bool = True):
+    """Run ``python -m fastmf ARGS`` (or the command ``args`` itself with ``module=False``)."""
+    env = dict(os.environ, FASTMF_NO_DOWNLOAD="1", PYTHONWARNINGS="default")
+    cmd = [sys.executable, "-m", "fastmf", *args] if module else args
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def fastmf_args(line: str) -> list[str]:
+    parts = shlex.split(line)
+    assert parts[0] == "fastmf"
+    return parts[1:]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    # a small ratings file (string user ids, float ratings), as a user would bring
+    rng = np.random.default_rng(0)
+    rows = {(f"u{rng.integers(0, 60)}", int(rng.integers(1, 80))) for _ in range(1500)}
+    with open(d / "ratings.csv", "w") as fh:
+        fh.write("user,item,rating\n")
+        for u, i in sorted(rows):
+            fh.write(f"{u},{i},{rng.integers(1, 6)}\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def readme_outputs(workdir):
+    """Run every README step once, in order; later tests inspect the outputs."""
+    out = {}
+    for line in README_STEPS:
+        out[line] = run(fastmf_args(line), workdir)
+    return out
+
+
+def test_readme_steps_run(readme_outputs, workdir):
+    for line, proc in readme_outputs.items():
+        assert proc.returncode == 0, line
+    assert (workdir / "model.npz").is_file() and (workdir / "sgd.npz").is_file()
+    assert (workdir / "curve.png").stat().st_size > 1000
+
+
+def test_info_dataset(readme_outputs):
+    out = readme_outputs["fastmf info"].stdout
+    assert "ml-latest-small" in out and "100,836" in out and "610" in out
+
+
+def test_fit_prints_table_rmse_and_time(readme_outputs):
+    proc = readme_outputs[README_STEPS[1]]
+    out = proc.stdout
+    lines = out.splitlines()
+    header = next(l for l in lines if l.strip().startswith("iter"))
+    for col in ("loss", "grad norm", "val RMSE", "time (s)"):
+        assert col in header
+    start = lines.index(header)
+    table = [l for l in lines[start + 1:] if l.strip()][:8]
+    assert all(l.split()[0].isdigit() for l in table)
+    rmse = float(next(l for l in lines if l.startswith("test RMSE:")).split()[2])
+    assert 0.5 < rmse < 1.2
+    assert any(l.startswith("fit time:") for l in lines)
+    assert "saved model to model.npz" in out and "saved plot to curve.png" in out
+    assert "newton-cg" in proc.stderr  # the progress bar (stderr)
+    # warnings are one line each ("fastmf: warning: ..."), without a source location
+    assert ".py:" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fit_other_solvers(readme_outputs):
+    als = readme_outputs[README_STEPS[5]].stdout
+    assert "data: Ratings('ratings.csv'" in als and "test RMSE:" in als and "solver:    als" in als
+    sgd = readme_outputs[README_STEPS[6]]
+    assert "learning rate" in sgd.stdout and "epoch" not in sgd.stderr.lower().replace("n_epochs", "")
+
+
+def test_predict_and_recommend(readme_outputs, workdir):
+    from fastmf.model import MatrixFactorization
+
+    model = MatrixFactorization.load(workdir / "model.npz")
+    lines = readme_outputs[README_STEPS[2]].stdout.splitlines()
+    assert len(lines) == 2
+    for line, item in zip(lines, (31, 1029)):
+        u, i, p = line.split("\t")
+        assert (u, i) == ("1", str(item))
+        assert float(p) == pytest.approx(model.predict(1, item), abs=1e-4)
+    rec = readme_outputs[README_STEPS[3]].stdout.splitlines()
+    assert rec[0].startswith("top 10 for user 1") and rec[1].split()[:4] == ["rank", "item", "score", "title"]
+    items, scores = model.recommend(1, n=10)
+    for j, line in enumerate(rec[2:12]):
+        parts = line.split(maxsplit=3)
+        assert parts[0] == str(j + 1) and parts[1] == str(items[j])
+        assert float(parts[2]) == pytest.approx(scores[j], abs=1e-4)
+        assert parts[3] == model.item_title(items[j])
+    info = readme_outputs["fastmf info model.npz"].stdout
+    assert "rank" in info and "16" in info and "newton" in info
+
+
+def test_bench(readme_outputs):
+    out = readme_outputs["fastmf bench --repeat 2"].stdout
+    assert "speed-up" in out and "loss + gradient" in out and "hessp" in out
+    rel = float(out.split("relative difference")[1].split()[0])
+    assert rel < 1e-10
+
+
+def test_predict_unknown_ids_note(workdir, readme_outputs):
+    proc = run(["predict", "model.npz", "999999", "31"], workdir)
+    assert "note:" in proc.stderr and "unknown" in proc.stderr
+    proc = run(["predict", "model.npz", "999999", "31", "--unknown", "raise"], workdir, check_rc=1)
+    assert proc.stderr.strip() == "fastmf: error: unknown user id 999999 (1 predictions with an unknown id)"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "missing.npz", "1", "2"], "model file not found"),
+        (["predict", "ratings.csv", "1", "2"], "not a fastmf model file"),
+        (["predict", "model.npz", "abc", "31"], "is not an integer"),
+        (["recommend", "model.npz", "1", "-n", "0"], "-n must be >= 1"),
+        (["fit", "no-such-data"], "neither a MovieLens name"),
+        (["fit", "--rank", "0"], "rank must be >= 1"),
+        (["fit", "--test-size", "1.5"], "--test-size"),
+        (["fit", "ratings.csv", "--save", "no/such/dir/m.npz"], "does not exist"),
+        (["info", "missing.csv"], "neither a MovieLens name"),
+    ],
+)
+def test_errors_are_one_line(workdir, readme_outputs, args, message, capsys, monkeypatch):
+    """In-process (fast): exit status 1 and a single 'fastmf: error:' line on stderr."""
+    monkeypatch.chdir(workdir)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastmf: error: ") and message in err[0], err
+
+
+def test_error_through_subprocess(workdir, readme_outputs):
+    proc = run(["recommend", "nothing.npz", "1"], workdir, check_rc=1)
+    assert proc.stderr == "fastmf: error: model file not found: nothing.npz\n"
+    assert proc.stdout == ""
+
+
+def test_unknown_user_recommend_is_non_personalised(workdir, readme_outputs, capsys, monkeypatch):
+    monkeypatch.chdir(workdir)
+    assert main(["recommend", "model.npz", "424242"]) == 0
+    out = capsys.readouterr()
+    assert "note:" in out.err and "top 10" in out.out
+
+
+@pytest.mark.parametrize("sub", [[], ["fit"], ["predict"], ["recommend"], ["info"], ["bench"]])
+def test_help_everywhere(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*sub, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: fastmf")
+
+
+def test_usage_errors_exit_2(workdir, capsys):
+    assert run([], workdir, check_rc=2).stderr.startswith("usage:")
+    for argv, text in ((["fit", "--solver", "bfgs"], "invalid choice"), (["predict", "model.npz"], "required")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and text in capsys.readouterr().err
+
+
+def test_console_script(workdir):
+    exe = shutil.which("fastmf")
+    if exe is None:
+        pytest.skip("the fastmf console script is not on PATH (package not installed)")
+    proc = run([exe, "--version"], workdir, module=False)
+    assert proc.stdout.startswith("fastmf ")
+
+
+def test_readme_python_example(workdir):
+    script = workdir / "example.py"
+    script.write_text(README_PYTHON)
+    proc = run([sys.executable, str(script)], workdir, module=False)
+    assert proc.stdout.strip().endswith("ok")
+    assert (workdir / "history.png").stat().st_size > 1000
+
+
+def test_history_table_columns():
+    header, rows = history_table([
+        {"iteration": 1, "loss": 2.0, "elapsed": 0.5, "val_rmse": None, "learning_rate": 0.1},
+        {"iteration": 2, "loss": 1.5, "elapsed": 1.0, "val_rmse": None, "learning_rate": 0.1},
+    ])
+    assert header == ["iter", "loss", "learning rate", "time (s)"]
+    assert rows[1] == ["2", "1.5", "0.1", "1.000"]
