@@ -496,7 +496,8 @@ class MatrixFactorization:
             if n_dropped:
                 logger.info("eval_set: dropped %d ratings whose user or item is not in the training data", n_dropped)
 
-        with thread_limit(p["n_threads"]):
+        with thread_limit(p["n_threads"]), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result, mu = _run_solver(solver_fn, obj_keys, p, train, val, x0)
 
         m, n = train.n_users, train.n_items
@@ -525,6 +526,10 @@ class MatrixFactorization:
         self._user_index = None
         self._item_index = None
         self.fit_time_ = time.perf_counter() - t0
+        # the solver's warnings (e.g. ConvergenceWarning), re-issued at the caller's fit() line,
+        # once the model is complete, so that an "error" filter still leaves a usable model
+        for w in caught:
+            warnings.warn(w.message, w.category, stacklevel=2)
         logger.info(
             "fit %s rank=%d: %s (%d iterations, %.3f s)",
             p["solver"], p["rank"], result.get("message", ""), self.n_iter_, self.fit_time_,
