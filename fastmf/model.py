@@ -539,15 +539,16 @@ class MatrixFactorization:
     def _warm_start_point(self, train: Ratings, p: dict) -> tuple[Ratings, np.ndarray]:
         """Training data in the union code space of the model and ``train``, and the packed start."""
         old_u, old_i = self.user_ids_, self.item_ids_
+        # checked first: numpy would silently turn ints into strings in a union with strings
+        if (old_u.dtype.kind in "iu") != (train.user_ids.dtype.kind in "iu") or (
+            old_i.dtype.kind in "iu"
+        ) != (train.item_ids.dtype.kind in "iu"):
+            raise ValueError("warm_start: X's ids are not of the same kind (int/str) as the model's ids")
         try:
             users = np.union1d(old_u, train.user_ids)
             items = np.union1d(old_i, train.item_ids)
         except TypeError as exc:
             raise ValueError(f"warm_start: the ids of X cannot be combined with the model's ids ({exc})") from exc
-        if (old_u.dtype.kind in "iu") != (train.user_ids.dtype.kind in "iu") or (
-            old_i.dtype.kind in "iu"
-        ) != (train.item_ids.dtype.kind in "iu"):
-            raise ValueError("warm_start: X's ids are not of the same kind (int/str) as the model's ids")
         if not (_same_ids(users, train.user_ids) and _same_ids(items, train.item_ids)):
             uidx, iidx = pd.Index(users), pd.Index(items)
             ucode = uidx.get_indexer(train.user_ids)[train.users]
@@ -834,15 +835,21 @@ class MatrixFactorization:
             for start in range(0, raw.shape[0], rows_per_block):
                 cb = codes[start:start + rows_per_block]
                 kn = cb >= 0
-                S = np.empty((cb.shape[0], n_items), dtype=P.dtype)
-                S[:] = base
-                if kn.any():
-                    S[kn] += P[cb[kn]] @ Q.T
+                if kn.all():  # the usual case: one block-sized array, updated in place
+                    S = P[cb] @ Q.T
+                    S += base
                     if b is not None:
-                        S[kn] += b[cb[kn]][:, None]
-                    if exclude_seen:
-                        r, it = self._seen_mask_indices(cb[kn])
-                        S[np.flatnonzero(kn)[r], it] = -np.inf
+                        S += b[cb][:, None]
+                else:
+                    S = np.empty((cb.shape[0], n_items), dtype=P.dtype)
+                    S[:] = base
+                    if kn.any():
+                        S[kn] += P[cb[kn]] @ Q.T
+                        if b is not None:
+                            S[kn] += b[cb[kn]][:, None]
+                if exclude_seen and kn.any():
+                    r, it = self._seen_mask_indices(cb[kn])
+                    S[np.flatnonzero(kn)[r], it] = -np.inf
                 idx, val = self._top_n(S, n)
                 out_idx[start:start + cb.shape[0]] = idx
                 out_val[start:start + cb.shape[0]] = val

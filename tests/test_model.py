@@ -459,3 +459,20 @@ def test_progress_false_is_silent(data, capsys):
     MatrixFactorization(rank=3, **FAST).fit(data)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+def test_warm_start_refuses_mixed_id_kinds(data):
+    m = MatrixFactorization(rank=3, **FAST).fit(data)
+    df = data.to_dataframe()
+    df["user"] = "u" + df["user"].astype(str)
+    with pytest.raises(ValueError, match="same kind"):
+        m.fit(df, warm_start=True)
+
+
+def test_recommend_mixed_known_and_unknown_users(model):
+    codes = np.array([2, 7])
+    with pytest.warns(UnknownIdWarning):
+        items, scores = model.recommend([model.user_ids_[2], -1, model.user_ids_[7]], n=4)
+    order, best = brute_top(model, codes, 4, True)
+    np.testing.assert_array_equal(items[[0, 2]], model.item_ids_[order])
+    np.testing.assert_allclose(scores[[0, 2]], best, rtol=1e-5)
