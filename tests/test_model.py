@@ -429,14 +429,26 @@ def test_n_threads_scoped_to_the_call(data):
     max_threads = numba.config.NUMBA_NUM_THREADS
     if max_threads < 2:
         pytest.skip("needs 2 numba threads")
-    seen = []
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+    seen, blas = [], []
+    blas_before = blas_threads()
     previous = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
-        m = MatrixFactorization(rank=3, n_threads=1, callbacks=lambda rec: seen.append(numba.get_num_threads()),
-                                **FAST).fit(data)
+        def cb(rec):
+            seen.append(numba.get_num_threads())
+            blas.append(blas_threads())
+
+        m = MatrixFactorization(rank=3, n_threads=1, callbacks=cb, **FAST).fit(data)
         assert seen and set(seen) == {1}
         assert numba.get_num_threads() == 2
+        if blas_before:  # BLAS limited during the call, restored afterwards
+            assert all(b == [1] for b in blas)
+            assert blas_threads() == blas_before
         m.recommend(m.user_ids_[:3], n=2)
         m.predict(m.user_ids_[:3], m.item_ids_[:3])
         assert numba.get_num_threads() == 2
