@@ -43,7 +43,12 @@ is :math:`\eta / \sqrt{G}`, then :math:`G \mathrel{+}= \|g\|^2 / k` (factor rows
 :math:`g^2` (biases).  Accumulators are reset at every call (also with ``x0``).
 ``"constant"``: :math:`\eta_t = \eta`.  ``"decay"``: :math:`\eta_t = \eta / (1 +
 \text{decay}\cdot t)` for epoch :math:`t = 0, 1, \dots` (inverse-time decay).
-Defaults: :math:`\eta = 0.05` adaptive, :math:`0.01` constant / decay.
+Defaults: :math:`\eta = 0.05` adaptive, :math:`0.01` constant / decay; ``reg=0.05``
+(count weighting), ``init_scale=0.01``, chosen on 90/10 splits of the ml-100k base sets
+u1..u5 only (validation RMSE 0.904 at rank 32; the test sets were never used).
+
+Memory: the block-major copy costs ``8 + itemsize`` bytes a rating (12 in float32),
+plus working copies of ``P``, ``Q`` and a 4-value state record per row.
 
 Parallelism and determinism
 ---------------------------
