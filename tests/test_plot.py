@@ -15,6 +15,8 @@ from fastmf.plot import plot_history, plot_matrices  # noqa: E402
 
 FAST = dict(rank=3, max_iter=3, progress=False, random_state=0)
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*did not converge:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def small():
