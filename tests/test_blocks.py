@@ -1,0 +1,164 @@
+"""Block kernels (fastmf.kernels.blocks) against dense blocks of the reference Hessian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastmf._packing import unpack
+from fastmf.data.ratings import Ratings
+from fastmf.kernels.blocks import (
+    PIVOT_RTOL,
+    als_solve_rows,
+    apply_blocks,
+    block_memory,
+    factor_blocks,
+    gn_diagonal,
+    row_chunks,
+)
+from fastmf.reference import DenseMF
+
+
+def small_ratings(rng, m=9, n=7, density=0.45, dtype=np.float64, empty_user=2, empty_item=None):
+    M = rng.random((m, n)) < density
+    M[empty_user] = False
+    if empty_item is not None:
+        M[:, empty_item] = False
+    users, items = np.nonzero(M)
+    vals = rng.integers(1, 6, users.size).astype(np.float64)
+    return Ratings.from_codes(users, items, vals, n_users=m, n_items=n, dtype=dtype)
+
+
+def user_param_index(m, n, k, biases, u):
+    idx = list(range(u * k, u * k + k))
+    if biases:
+        idx.append((m + n) * k + u)
+    return idx
+
+
+def item_param_index(m, n, k, biases, i):
+    idx = list(range(m * k + i * k, m * k + i * k + k))
+    if biases:
+        idx.append((m + n) * k + m + i)
+    return idx
+
+
+def test_row_chunks_cover_rows():
+    indptr = np.array([0, 5, 5, 5, 100, 101, 150], dtype=np.int64)
+    for n_chunks in (1, 2, 3, 10):
+        b = row_chunks(indptr, n_chunks)
+        assert b[0] == 0 and b[-1] == 6
+        assert np.all(np.diff(b) > 0)
+    assert row_chunks(np.zeros(1, dtype=np.int64), 4).tolist() == [0]
+
+
+@pytest.mark.parametrize("biases", [True, False])
+@pytest.mark.parametrize("weighting", ["uniform", "count"])
+@pytest.mark.parametrize("hessian", ["gauss-newton", "exact"])
+def test_factor_blocks_match_reference_diagonal_blocks(rng, biases, weighting, hessian):
+    r = small_ratings(rng, empty_item=3)
+    m, n, k = r.n_users, r.n_items, 3
+    ref = DenseMF.from_ratings(r, k, reg=0.3, reg_bias=0.2, biases=biases, reg_weighting=weighting)
+    x = rng.standard_normal(ref.n_params)
+    H = ref.hessian(x, hessian)  # the diagonal blocks of G and H coincide
+    P, Q, _, _ = unpack(x, m, n, k, biases)
+    K = k + biases
+    w_u = r.user_counts.astype(float) if weighting == "count" else np.ones(m)
+    w_i = r.item_counts.astype(float) if weighting == "count" else np.ones(n)
+    for side, (indptr, cols, F, w, nrows, index) in {
+        "users": (r.user_indptr, r.items, Q, w_u, m, user_param_index),
+        "items": (r.item_indptr, r.item_users, P, w_i, n, item_param_index),
+    }.items():
+        ch = row_chunks(indptr, 3)
+        L = np.empty((nrows, K, K))
+        fixed = np.zeros(len(ch) - 1, dtype=np.int64)
+        factor_blocks(indptr, cols, F, w, 0.3, 0.2, biases, ch, PIVOT_RTOL, L, fixed)
+        n_empty_singular = 0
+        for row in range(nrows):
+            idx = index(m, n, k, biases, row)
+            B = H[np.ix_(idx, idx)]
+            Lr = np.tril(L[row])
+            if indptr[row + 1] == indptr[row] and weighting == "count":
+                n_empty_singular += 1  # zero block: every pivot replaced, M = I there
+                np.testing.assert_allclose(Lr, np.eye(K))
+                continue
+            np.testing.assert_allclose(Lr @ Lr.T, B, rtol=1e-12, atol=1e-12)
+            # apply = solve
+            rhs = rng.standard_normal(K)
+            rF = np.zeros((nrows, k))
+            rb = np.zeros(nrows)
+            rF[row] = rhs[:k]
+            if biases:
+                rb[row] = rhs[k]
+            zF = np.empty_like(rF)
+            zb = np.empty_like(rb)
+            apply_blocks(L, rF, rb, biases, ch, zF, zb)
+            z = np.append(zF[row], zb[row]) if biases else zF[row]
+            np.testing.assert_allclose(z, np.linalg.solve(B, rhs), rtol=1e-10)
+        assert fixed.sum() == n_empty_singular * K
+
+
+def test_gn_diagonal_matches_reference(rng):
+    r = small_ratings(rng)
+    m, n, k = r.n_users, r.n_items, 4
+    ref = DenseMF.from_ratings(r, k, reg=0.5, reg_bias=0.1, biases=True, reg_weighting="count")
+    x = rng.standard_normal(ref.n_params)
+    diag = np.diag(ref.hessian(x))
+    out = np.empty(ref.n_params)
+    P, Q, _, _ = unpack(x, m, n, k, True)
+    dP, dQ, db, dc = unpack(out, m, n, k, True)
+    gn_diagonal(r.user_indptr, r.items, Q, r.user_counts.astype(float), 0.5, 0.1, True,
+                row_chunks(r.user_indptr, 2), dP, db)
+    gn_diagonal(r.item_indptr, r.item_users, P, r.item_counts.astype(float), 0.5, 0.1, True,
+                row_chunks(r.item_indptr, 2), dQ, dc)
+    np.testing.assert_allclose(out, diag, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_blocks_stay_float32(rng):
+    r = small_ratings(rng, dtype=np.float32)
+    Q = rng.standard_normal((r.n_items, 3)).astype(np.float32)
+    L = np.empty((r.n_users, 4, 4), dtype=np.float32)
+    ch = row_chunks(r.user_indptr, 2)
+    fixed = np.zeros(len(ch) - 1, dtype=np.int64)
+    factor_blocks(r.user_indptr, r.items, Q, np.ones(r.n_users, np.float32), 0.1, 0.1, True, ch, PIVOT_RTOL, L, fixed)
+    assert L.dtype == np.float32 and np.isfinite(np.tril(L)).all()
+
+
+def test_singular_block_gets_replaced_pivot_not_nan(rng):
+    # reg = 0 and a user with one rating: the 4x4 block has rank 1
+    r = Ratings.from_codes(np.array([0, 1, 1, 1, 1]), np.array([0, 0, 1, 2, 3]), np.arange(1.0, 6.0),
+                           n_users=2, n_items=4, dtype=np.float64)
+    Q = rng.standard_normal((4, 3))
+    L = np.empty((2, 4, 4))
+    ch = row_chunks(r.user_indptr, 1)
+    fixed = np.zeros(len(ch) - 1, dtype=np.int64)
+    factor_blocks(r.user_indptr, r.items, Q, np.ones(2), 0.0, 0.0, True, ch, PIVOT_RTOL, L, fixed)
+    assert fixed.sum() == 3
+    assert np.isfinite(np.tril(L)).all() and np.all(np.diag(L[0]) > 0)
+
+
+@pytest.mark.parametrize("biases", [True, False])
+def test_als_rows_solve_normal_equations(rng, biases):
+    r = small_ratings(rng)
+    m, n, k = r.n_users, r.n_items, 3
+    ref = DenseMF.from_ratings(r, k, reg=0.4, reg_bias=0.3, biases=biases)
+    x = rng.standard_normal(ref.n_params)
+    P, Q, b, c = unpack(x, m, n, k, biases)
+    ch = row_chunks(r.user_indptr, 3)
+    K = k + biases
+    A = np.empty((len(ch) - 1, K, K))
+    y = np.empty((len(ch) - 1, K))
+    fixed = np.zeros(len(ch) - 1, dtype=np.int64)
+    d = np.zeros(1)
+    als_solve_rows(r.user_indptr, r.items, r.values, Q, c if biases else d, ref.mu, np.ones(m), 0.4, 0.3, biases,
+                   ch, PIVOT_RTOL, A, y, P, b if biases else d, fixed)
+    g = ref.jac(x)
+    gP, _, gb, _ = unpack(g, m, n, k, biases)
+    np.testing.assert_allclose(gP, 0, atol=1e-10)
+    if biases:
+        np.testing.assert_allclose(gb, 0, atol=1e-10)
+
+
+def test_block_memory():
+    assert block_memory(160_000, 0, 128, False, np.float32) == 160_000 * 128 * 128 * 4
+    assert block_memory(10, 20, 3, True, np.float64) == 30 * 16 * 8
