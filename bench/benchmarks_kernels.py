@@ -11,6 +11,7 @@ Suites (parameters in the benchmark names):
 
 * :class:`KernelsSmall`: the full grid dataset x format x dtype x threads x rank on
   ml-100k, ml-latest-small and the synthetic ML-1M shape;
+* :class:`KernelsJac`: ``jac`` alone (float32, rank 32) on the same sets;
 * :class:`KernelsLarge`: the headline configuration (CSR, float32, rank 32, 1 and 2
   threads) on the synthetic ML-10M and ML-20M shapes;
 * :class:`DenseReference`: the dense numpy oracle (float64) where it fits (the small
@@ -61,28 +62,40 @@ class _ObjectiveSuite:
         for fn in self.calls.values():  # compile / load the numba cache, build the item-major copy
             fn()
 
+
+
+class _LossGradHessp:
     def time_loss_grad(self, dataset, fmt, dtype, threads, rank):
         self.calls["loss+grad"]()
-
-    def time_jac(self, dataset, fmt, dtype, threads, rank):
-        self.calls["jac"]()
 
     def time_hessp(self, dataset, fmt, dtype, threads, rank):
         self.calls["hessp"]()
 
 
-class KernelsSmall(_ObjectiveSuite):
-    """Full grid on ml-100k, ml-latest-small and the ML-1M shape."""
+class KernelsSmall(_LossGradHessp, _ObjectiveSuite):
+    """Full grid on ml-100k, ml-latest-small and the ML-1M shape (loss+grad, hessp)."""
 
     params = [list(SMALL), ["csr", "coo"], ["float32", "float64"], [1, 2], [8, 32, 128]]
 
 
-class KernelsLarge(_ObjectiveSuite):
-    """Headline configurations on the ML-10M and ML-20M shapes."""
+class KernelsJac(_ObjectiveSuite):
+    """``jac`` alone (the same fused passes as ``fun_and_jac``): float32, rank 32 only."""
+
+    params = [list(SMALL), ["csr", "coo"], ["float32"], [1, 2], [32]]
+
+    def time_jac(self, dataset, fmt, dtype, threads, rank):
+        self.calls["jac"]()
+
+
+class KernelsLarge(_LossGradHessp, _ObjectiveSuite):
+    """Headline configurations on the ML-10M and ML-20M shapes (loss+grad, jac, hessp)."""
 
     params = [list(LARGE), ["csr"], ["float32"], [1, 2], [32]]
     number = 1
     repeat = (1, 5, 30.0)
+
+    def time_jac(self, dataset, fmt, dtype, threads, rank):
+        self.calls["jac"]()
 
 
 class DenseReference:
