@@ -209,7 +209,8 @@ def cmd_recommend(args) -> int:
     n = min(args.n, model.n_items_)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownIdWarning)
-        items, scores = model.recommend(user, n=n, exclude_seen=not args.include_seen)
+        items, scores = model.recommend(user, n=n, exclude_seen=not args.include_seen,
+                                        min_ratings=args.min_ratings)
     for w in caught:
         if issubclass(w.category, UnknownIdWarning):
             print(f"{PROG}: note: {w.message}", file=sys.stderr)
@@ -221,7 +222,10 @@ def cmd_recommend(args) -> int:
             row.append(model.item_title(item) or "")
         rows.append(row)
     header = ["rank", "item", "score"] + (["title"] if has_titles else [])
-    print(f"top {n} for user {user}" + (" (seen items excluded)" if not args.include_seen else ""))
+    notes = [] if args.include_seen else ["seen items excluded"]
+    if args.min_ratings:
+        notes.append(f"items with >= {args.min_ratings} ratings")
+    print(f"top {n} for user {user}" + (f" ({', '.join(notes)})" if notes else ""))
     # titles left-aligned: print the numeric columns with the table helper, then the title
     if has_titles:
         widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header[:3])]
@@ -399,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("user", metavar="USER")
     r.add_argument("-n", type=int, default=10, help="number of items (default 10)")
     r.add_argument("--include-seen", action="store_true", help="also rank items the user rated in training")
+    r.add_argument("--min-ratings", type=int, default=None, metavar="K",
+                   help="only recommend items with at least K training ratings (rarely rated items get "
+                        "large, barely regularised biases)")
     r.set_defaults(func=cmd_recommend)
 
     i = sub.add_parser("info", help="statistics of a data set (or a saved model)",

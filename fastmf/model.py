@@ -753,10 +753,21 @@ class MatrixFactorization:
 
     @staticmethod
     def _top_n(S: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` columns of each row of ``S``, best first (ties: lower column first)."""
-        n_cols = S.shape[1]
+        """Top ``n`` columns of each row of ``S``, best first; among equal scores the lower
+        column comes first (also at the selection boundary, e.g. for ``-inf`` padding).
+
+        O(rows * cols) time and a few block-sized temporaries: a partition finds each
+        row's n-th largest value ``v``; everything above ``v`` is taken, then the first
+        (lowest-column) entries equal to ``v`` fill the row.
+        """
+        rows, n_cols = S.shape
         if n < n_cols:
-            idx = np.argpartition(S, n_cols - n, axis=1)[:, n_cols - n:]
+            v = np.partition(S, n_cols - n, axis=1)[:, n_cols - n][:, None]
+            gt = S > v
+            eq = S == v
+            need = n - gt.sum(axis=1, keepdims=True)
+            sel = gt | (eq & (np.cumsum(eq, axis=1) <= need))
+            idx = np.nonzero(sel)[1].reshape(rows, n)
         else:
             idx = np.broadcast_to(np.arange(n_cols), S.shape).copy()
         vals = np.take_along_axis(S, idx, axis=1)
@@ -773,7 +784,17 @@ class MatrixFactorization:
         pos = offsets + np.arange(total)
         return rows, self.seen_items_[pos]
 
-    def recommend(self, users, n: int = 10, exclude_seen: bool = True, *, block_size: int | None = None):
+    def _rare_items(self, min_ratings) -> np.ndarray | None:
+        """Codes of items with fewer than ``min_ratings`` training ratings (None: no filter)."""
+        if min_ratings is None:
+            return None
+        k = check_positive_int(min_ratings, "min_ratings", minimum=0)
+        counts = np.bincount(self.seen_items_, minlength=self.n_items_)
+        rare = np.flatnonzero(counts < k)
+        return rare if rare.size else None
+
+    def recommend(self, users, n: int = 10, exclude_seen: bool = True, *, min_ratings: int | None = None,
+                  block_size: int | None = None):
         r"""Top-``n`` items for each user, by predicted score :math:`\mu + b_u + c_i + p_u\cdot q_i`.
 
         Users are scored in blocks of ``block_size // n_items`` users (at least
@@ -789,6 +810,12 @@ class MatrixFactorization:
             Leave out the items each user rated in training.  When a user has
             fewer than ``n`` unseen items, the list is padded with seen items
             whose score is ``-inf``.
+        min_ratings : int, optional
+            Only recommend items with at least this many training ratings.  Items
+            rated once or twice get large, barely regularised biases (with
+            ``reg_weighting="count"`` their penalty weight is their count), so
+            they tend to top every list; ``min_ratings=20`` keeps the lists to
+            items the model knows.  Excluded items only appear as ``-inf`` padding.
         block_size : int, optional
             Floats per block of scores (default 4,194,304).
 
@@ -828,6 +855,9 @@ class MatrixFactorization:
         base = np.full(n_items, self.global_mean_, dtype=P.dtype)
         if c is not None:
             base += c
+        rare = self._rare_items(min_ratings)
+        if rare is not None:
+            base[rare] = -np.inf
         rows_per_block = self._block_rows(block_size, n_items)
         out_idx = np.empty((raw.shape[0], n), dtype=np.int64)
         out_val = np.empty((raw.shape[0], n), dtype=np.float64)
@@ -858,11 +888,14 @@ class MatrixFactorization:
             return items[0], out_val[0]
         return items, out_val
 
-    def similar_items(self, items, n: int = 10, *, block_size: int | None = None):
+    def similar_items(self, items, n: int = 10, *, min_ratings: int | None = None,
+                      block_size: int | None = None):
         r"""The ``n`` items most similar to each item, by cosine similarity of the item factors.
 
         :math:`s(i, j) = q_i \cdot q_j / (\|q_i\| \|q_j\|)` (0 when a factor is
-        zero); the item itself is excluded.  Blocked like :meth:`recommend`.
+        zero); the item itself is excluded, and so are items with fewer than
+        ``min_ratings`` training ratings (they then only appear as ``-inf``
+        padding).  Blocked like :meth:`recommend`.
 
         Returns
         -------
@@ -884,6 +917,7 @@ class MatrixFactorization:
         Q = self.item_factors_
         norms = np.linalg.norm(Q.astype(np.float64), axis=1)
         Qn = (Q / np.where(norms > 0, norms, 1.0)[:, None]).astype(Q.dtype)
+        rare = self._rare_items(min_ratings)
         rows_per_block = self._block_rows(block_size, Q.shape[0])
         out_idx = np.empty((codes.shape[0], n), dtype=np.int64)
         out_val = np.empty((codes.shape[0], n), dtype=np.float64)
@@ -892,6 +926,8 @@ class MatrixFactorization:
                 cb = codes[start:start + rows_per_block]
                 S = Qn[cb] @ Qn.T
                 S[np.arange(cb.shape[0]), cb] = -np.inf
+                if rare is not None:
+                    S[:, rare] = -np.inf
                 idx, val = self._top_n(S, n)
                 out_idx[start:start + cb.shape[0]] = idx
                 out_val[start:start + cb.shape[0]] = val
@@ -1024,10 +1060,12 @@ class MatrixFactorization:
             np.clip(out, rng_[0], rng_[1], out=out)
         return float(out[0]) if scalar else out
 
-    def recommend_new_user(self, items, ratings, n: int = 10, exclude_seen: bool = True):
+    def recommend_new_user(self, items, ratings, n: int = 10, exclude_seen: bool = True, *,
+                           min_ratings: int | None = None):
         """Top-``n`` items (raw ids, unclipped scores) for a new user folded in from its ratings.
 
-        ``exclude_seen`` leaves out the items the user rated.
+        ``exclude_seen`` leaves out the items the user rated; ``min_ratings`` as in
+        :meth:`recommend`.
         """
         self._check_fitted()
         n = check_positive_int(n, "n")
@@ -1041,6 +1079,9 @@ class MatrixFactorization:
         if exclude_seen:
             codes = _index_codes(self._iindex(), np.atleast_1d(np.asarray(items)))
             S[0, codes[codes >= 0]] = -np.inf
+        rare = self._rare_items(min_ratings)
+        if rare is not None:
+            S[0, rare] = -np.inf
         idx, val = self._top_n(S, n)
         return self.item_ids_[idx[0]], val[0]
 

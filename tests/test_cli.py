@@ -23,7 +23,7 @@ README_STEPS = [
     "fastmf info",
     "fastmf fit --rank 16 --max-iter 8 --save model.npz --plot curve.png",
     "fastmf predict model.npz 1 31 1029",
-    "fastmf recommend model.npz 1 -n 10",
+    "fastmf recommend model.npz 1 -n 10 --min-ratings 20",
     "fastmf info model.npz",
     "fastmf fit ratings.csv --solver als --rank 8 --max-iter 5 --test-size 0.2 --no-progress",
     "fastmf fit --solver sgd --rank 16 --max-iter 10 --no-progress --save sgd.npz",
@@ -45,7 +45,7 @@ README_PYTHON = textwrap.dedent(
     print("test RMSE", round(model.score(test), 4))
 
     print(model.predict(1, 31))                          # raw MovieLens ids
-    items, scores = model.recommend(1, n=5)              # seen items excluded
+    items, scores = model.recommend(1, n=5, min_ratings=20)  # seen items excluded
     print([model.item_title(i) for i in items])
     print(model.similar_items(1, n=3)[0])                # cosine on item factors
 
@@ -151,7 +151,7 @@ def test_predict_and_recommend(readme_outputs, workdir):
         assert float(p) == pytest.approx(model.predict(1, item), abs=1e-4)
     rec = readme_outputs[README_STEPS[3]].stdout.splitlines()
     assert rec[0].startswith("top 10 for user 1") and rec[1].split()[:4] == ["rank", "item", "score", "title"]
-    items, scores = model.recommend(1, n=10)
+    items, scores = model.recommend(1, n=10, min_ratings=20)
     for j, line in enumerate(rec[2:12]):
         parts = line.split(maxsplit=3)
         assert parts[0] == str(j + 1) and parts[1] == str(items[j])

@@ -488,3 +488,41 @@ def test_recommend_mixed_known_and_unknown_users(model):
     order, best = brute_top(model, codes, 4, True)
     np.testing.assert_array_equal(items[[0, 2]], model.item_ids_[order])
     np.testing.assert_allclose(scores[[0, 2]], best, rtol=1e-5)
+
+
+def test_min_ratings_filter(model):
+    counts = np.bincount(model.seen_items_, minlength=model.n_items_)
+    k = int(np.median(counts))
+    rare = counts < k
+    assert rare.any() and (~rare).sum() >= 6
+    codes = np.array([1, 8])
+    items, scores = model.recommend(model.user_ids_[codes], n=4, min_ratings=k)
+    S = dense_scores(model)[codes]
+    for r, u in enumerate(codes):
+        S[r, model.seen_items_[model.seen_indptr_[u]:model.seen_indptr_[u + 1]]] = -np.inf
+    S[:, rare] = -np.inf
+    order = np.argsort(-S, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(items, model.item_ids_[order])
+    rare_ids = set(model.item_ids_[rare].tolist())
+    assert np.isfinite(scores).any()
+    assert not set(items[np.isfinite(scores)].tolist()) & rare_ids  # rare items only as -inf padding
+    sim, s = model.similar_items(model.item_ids_[:3], n=3, min_ratings=k)
+    assert np.isfinite(s).all() and not set(sim.ravel().tolist()) & rare_ids
+    new, s = model.recommend_new_user(model.item_ids_[:3], [5.0, 1.0, 3.0], n=3, min_ratings=k)
+    assert np.isfinite(s).all() and not set(new.tolist()) & rare_ids
+    # min_ratings=0 or None: no filter
+    np.testing.assert_array_equal(model.recommend(model.user_ids_[1], n=4, min_ratings=0)[0],
+                                  model.recommend(model.user_ids_[1], n=4)[0])
+    with pytest.raises(ValueError, match="min_ratings"):
+        model.recommend(model.user_ids_[1], min_ratings=-1)
+
+
+def test_top_n_ties_prefer_lower_columns():
+    rng = np.random.default_rng(0)
+    S = rng.integers(0, 4, size=(50, 30)).astype(np.float32)  # many ties
+    S[:, 5:] = np.where(rng.random((50, 25)) < 0.5, -np.inf, S[:, 5:])
+    for n in (1, 3, 17, 30):
+        idx, val = MatrixFactorization._top_n(S, n)
+        order = np.lexsort((np.broadcast_to(np.arange(30), S.shape), -S), axis=-1)[:, :n]
+        np.testing.assert_array_equal(idx, order)
+        np.testing.assert_array_equal(val, np.take_along_axis(S, order, 1))
