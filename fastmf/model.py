@@ -447,7 +447,8 @@ class MatrixFactorization:
             ``biases``.  Users and items of ``X`` that the model does not know
             are added (small random factors, zero biases); known ones keep their
             rows; known ones absent from ``X`` keep their rows too (with an empty
-            row of ratings they are only regularised).
+            row of ratings they are only regularised).  :math:`\mu` is the mean
+            of the new ``X`` (unchanged when refitting on the same data).
 
         Returns
         -------
