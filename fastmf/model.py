@@ -430,7 +430,7 @@ class MatrixFactorization:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, eval_set=None, *, warm_start: bool = False) -> "MatrixFactorization":
-        """Fit the factors to the ratings ``X``.
+        r"""Fit the factors to the ratings ``X``.
 
         Parameters
         ----------
