@@ -4,21 +4,28 @@ Main entry points::
 
     fastmf.Ratings                  the rating container (COO sorted by user = CSR, item-major copy)
     fastmf.load_movielens(name)     MovieLens readers (ml-100k ... ml-32m, ml-latest-small bundled)
+    fastmf.MatrixFactorization      the estimator: fit / predict / recommend / save / load
     fastmf.MFObjective              loss / gradient / Hessian-vector products for scipy.optimize
     fastmf.reference                the dense numpy oracle
     fastmf.datasets                 synthetic MovieLens-shaped data, readers, splits
 """
 
-from . import datasets, reference
+from . import datasets, metrics, reference
 from .data.movielens import load_ml100k_fold, load_movielens, load_ratings_file
 from .data.ratings import Ratings
 from .data.splits import per_user_split, temporal_split, train_test_split
+from .model import MatrixFactorization, NotFittedError, UnknownIdWarning, as_ratings
 from .objective import MFObjective
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MFObjective",
+    "MatrixFactorization",
+    "NotFittedError",
+    "UnknownIdWarning",
+    "as_ratings",
+    "metrics",
     "Ratings",
     "datasets",
     "load_ml100k_fold",
