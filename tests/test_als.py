@@ -69,7 +69,8 @@ def test_als_reaches_a_stationary_point_newton_agrees(rng):
     # Newton-CG started there stays at the same loss (a local minimum, not a saddle)
     n = newton_cg(MFObjective(r, 2, reg=2.0, dtype=np.float64, hessian="exact"), a.x, gtol=1e-3, ftol=0,
                   progress=False)
-    assert n.status is Status.GTOL
+    # already stationary to rounding: either gtol is met or no step changes x any more
+    assert n.status in (Status.GTOL, Status.TRUST_RADIUS), n.message
     assert n.fun == pytest.approx(a.fun, rel=1e-8)
 
 

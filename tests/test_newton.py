@@ -231,7 +231,7 @@ def test_bad_parameters_raise_before_work(rng, kwargs, match):
 def test_block_memory_guard(rng):
     obj = MFObjective(random_ratings(rng), 3, dtype=np.float64)
     with pytest.raises(ValueError, match="preconditioner='jacobi'"):
-        newton_cg(obj, progress=False, max_block_memory=100)
+        newton_cg(obj, progress=False, preconditioner="block-jacobi", max_block_memory=100)
 
 
 def test_validation_code_space_checked(rng):
@@ -276,7 +276,8 @@ def test_sign_loss_bound_count_weighting(rng):
 
 
 # ----------------------------------------------------------------------------- the notebook problem
-def test_notebook_rank1_problem_converges(shared_data):
+@pytest.mark.parametrize("preconditioner", ["jacobi", "block-jacobi"])
+def test_notebook_rank1_problem_converges(shared_data, preconditioner):
     """ml-latest-small, ratings doubled (1..10), rank 1, no biases, reg = 0: the notebook's dense
     Newton stalled at |g| ~ 1e5 and scipy BFGS ended at |g| = 8,320.  Newton-CG (matrix-free:
     only Hessian-vector products, never the Hessian) must cut |g| by 1e-6."""
@@ -288,7 +289,7 @@ def test_notebook_rank1_problem_converges(shared_data):
     assert doubled.values.min() == 1 and doubled.values.max() == 10
     obj = MFObjective(doubled, 1, reg=0.0, biases=False, dtype=np.float64)
     x0 = np.random.default_rng(0).random(obj.n_params)  # the notebook's np.random.rand start
-    res = newton_cg(obj, x0, gtol=1e-6, ftol=0.0, max_iter=100, progress=False)
+    res = newton_cg(obj, x0, gtol=1e-6, ftol=0.0, max_iter=100, progress=False, preconditioner=preconditioner)
     g0 = res.history[0]["grad_norm"]
     assert g0 > 1e4
     assert res.status is Status.GTOL, res.message
