@@ -1,5 +1,24 @@
-"""Solvers: trust-region Newton-CG, ALS and parallel SGD, with a shared run interface."""
+"""Solvers: trust-region Newton-CG, ALS and parallel blocked SGD, with one run interface.
+
+All return a :class:`SolverResult` (packed ``x = [P, Q, b, c]`` plus ``mu``, ``rank``,
+``biases``, a per-iteration ``history``); all take ``validation``, ``early_stopping``,
+``callbacks`` and ``progress``.
+"""
 
 from ._base import IterationRecord, SolverResult, Status
+from .als import als
+from .newton import ConvergenceWarning, fit_newton_cg, newton_cg, sign_loss_bound
+from .sgd import DivergenceError, sgd
 
-__all__ = ["IterationRecord", "SolverResult", "Status"]
+__all__ = [
+    "ConvergenceWarning",
+    "DivergenceError",
+    "IterationRecord",
+    "SolverResult",
+    "Status",
+    "als",
+    "fit_newton_cg",
+    "newton_cg",
+    "sgd",
+    "sign_loss_bound",
+]
