@@ -107,7 +107,8 @@ def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
     train, _ = small
     reg = 0.05 if weighting == "count" else 1.0
     res = sgd(train, 4, reg=reg, reg_bias=0.5 * reg, reg_weighting=weighting, biases=biases, dtype=np.float64,
-              schedule="constant", learning_rate=0.03, n_epochs=30, progress=False)
+              schedule="constant", learning_rate=0.03, n_epochs=30, progress=False, train_loss="exact")
+    assert res.train_loss == "exact" and res.nfev == 31  # initial + one pass an epoch
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < 0.7 * losses[0]
     assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
@@ -115,6 +116,69 @@ def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
                   reg_weighting=weighting)
     assert res.fun == pytest.approx(ref.fun(res.x.astype(np.float64)), rel=1e-10)
     assert res.fun == losses[-1]
+
+
+# ------------------------------------------------------------------ running loss
+def test_loss_mode_does_not_change_the_fit(small):
+    train, _ = small
+    run = sgd(train, 6, n_epochs=8, progress=False, random_state=3)
+    ex = sgd(train, 6, n_epochs=8, progress=False, random_state=3, train_loss="exact")
+    assert run.train_loss == "running" and ex.train_loss == "exact"
+    assert run.x.tobytes() == ex.x.tobytes()
+    assert run.fun == ex.fun  # both exact L at x
+    assert run.nfev == 1 and ex.nfev == 9  # running: one exact pass at the end only
+
+
+@pytest.mark.parametrize("biases", [True, False])
+@pytest.mark.parametrize("mode", ["blocked", "hogwild"])
+def test_running_loss_is_the_objective_when_parameters_do_not_move(small, biases, mode):
+    # with a negligible step every pre-update residual is the residual at x0, so the
+    # running loss of epoch 1 must equal L(x0): each rating counted once, factor 1/2, penalty
+    train, _ = small
+    x0 = sgd(train, 4, biases=biases, dtype=np.float64, n_epochs=5, progress=False).x
+    res = sgd(train, 4, biases=biases, dtype=np.float64, x0=x0, schedule="constant", learning_rate=1e-12,
+              n_epochs=1, mode=mode, n_threads=1, progress=False, reg=0.07, reg_bias=0.02)
+    ref = DenseMF(train.to_dense(), train.mask(), 4, reg=0.07, reg_bias=0.02, biases=biases, mu=res.mu,
+                  reg_weighting="count")
+    want = ref.fun(x0)
+    assert res.history[0]["loss"] == pytest.approx(want, rel=1e-9)
+    assert res.fun == pytest.approx(ref.fun(res.x), rel=1e-12)
+
+
+def test_running_loss_tracks_the_exact_loss_at_convergence(small):
+    train, _ = small
+    res = sgd(train, 4, n_epochs=150, progress=False, dtype=np.float64, random_state=1)
+    ex = sgd(train, 4, n_epochs=150, progress=False, dtype=np.float64, random_state=1, train_loss="exact")
+    run_l = np.array([h["loss"] for h in res.history])
+    ex_l = np.array([h["loss"] for h in ex.history])
+    assert res.x.tobytes() == ex.x.tobytes() and res.fun == ex_l[-1]
+    # the running loss lags the model (pre-update residuals, SGD noise): above the
+    # end-of-epoch loss, by ~10% at epoch 1 and < 1% once converged, shrinking
+    rel = (run_l - ex_l) / ex_l
+    assert rel[0] > 0.03
+    assert np.all((rel[50:] > 0) & (rel[50:] < 0.01))
+    assert rel[-1] < 0.004 and rel[-1] < rel[50]
+
+
+def test_running_loss_is_deterministic(small):
+    train, _ = small
+    a = sgd(train, 8, n_epochs=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
+    b = sgd(train, 8, n_epochs=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        c = sgd(train, 8, n_epochs=4, n_threads=2, random_state=5, progress=False, n_blocks=4)
+        assert [h["loss"] for h in a.history] == [h["loss"] for h in c.history]
+        assert a.x.tobytes() == c.x.tobytes()
+
+
+def test_divergence_guard_running_and_exact_agree(small):
+    train, _ = small
+    epochs = []
+    for tl in ("running", "exact"):
+        with pytest.raises(DivergenceError) as info:
+            sgd(train, 8, schedule="constant", learning_rate=2.0, n_epochs=50, progress=False, train_loss=tl)
+        epochs.append(info.value.epoch)
+    assert epochs[0] == epochs[1]
 
 
 def test_recovers_a_planted_low_rank_model():
@@ -194,7 +258,14 @@ def test_early_stopping_returns_best_parameters():
     assert res.nit < 300 and res.nit == res.best_iteration + 3
     scores = [h["val_rmse"] for h in res.history]
     assert val_rmse_of(res, train, val) == pytest.approx(min(scores), rel=1e-6)
-    assert res.fun == res.history[res.best_iteration - 1]["loss"]
+    # running loss (default): fun is the exact objective at the returned (best) parameters
+    ref = DenseMF(train.to_dense(), train.mask(), 20, reg=0.0, mu=res.mu)
+    assert res.fun == pytest.approx(ref.fun(res.x.astype(np.float64)), rel=1e-9)
+    # exact loss: fun is the best epoch's recorded loss
+    ex = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, n_epochs=300,
+             progress=False, random_state=0, train_loss="exact")
+    assert ex.x.tobytes() == res.x.tobytes()
+    assert ex.fun == ex.history[ex.best_iteration - 1]["loss"] == pytest.approx(res.fun, rel=1e-12)
 
 
 def test_callback_stops_and_sees_records(small):
@@ -205,7 +276,7 @@ def test_callback_stops_and_sees_records(small):
         seen.append(rec)
         return rec.iteration == 3
 
-    res = sgd(train, 4, n_epochs=10, validation=val, callbacks=[cb], progress=False)
+    res = sgd(train, 4, n_epochs=10, validation=val, callbacks=[cb], progress=False, train_loss="exact")
     assert res.status == Status.CALLBACK and res.nit == 3 and len(seen) == 3
     assert seen[0]["val_rmse"] is not None and seen[-1].loss == res.fun
 
@@ -249,6 +320,7 @@ def test_progress_false_prints_nothing(small, capsys):
         (dict(mu=float("inf")), ValueError, "mu"),
         (dict(clip=(5, 1)), ValueError, "clip"),
         (dict(tol=-1.0), ValueError, "tol"),
+        (dict(train_loss="approx"), ValueError, "train_loss"),
         (dict(validation=np.zeros(3)), TypeError, "validation"),
     ],
 )

@@ -28,8 +28,28 @@ so that one epoch's stochastic gradients sum exactly to :math:`\nabla L`.  With
 LIBMF, Surprise) with a constant per-update regulariser, and ``reg`` has the usual
 SGD scale (0.02-0.1).  With ``"uniform"`` weighting the per-update regulariser of a
 row is :math:`\lambda / n_u`, and ``reg`` has the scale of the Newton/ALS solvers'
-uniform objective (several units on MovieLens).  The training loss reported each
-epoch is exactly :math:`L` of the current model (a separate float64 pass).
+uniform objective (several units on MovieLens).
+
+Training loss of the history
+----------------------------
+``train_loss="running"`` (default): the loss recorded for epoch :math:`t` is
+
+.. math::
+
+    \tilde L_t = \tfrac12 \sum_\Omega \big(e^{(t)}_{ui}\big)^2 + \text{penalty}(\theta_t),
+
+where :math:`e^{(t)}_{ui}` is the residual of rating :math:`(u, i)` *at the moment of
+its update in epoch t, before the update* (LIBMF's "tr-loss"), accumulated in float64
+per block and summed in block order (so it does not depend on the thread count), and
+the penalty (the two :math:`\lambda` terms of :math:`L`) is computed exactly on the
+parameters :math:`\theta_t` at the end of the epoch.  The squared-error part costs one
+FMA an update instead of a second random-access pass over the ratings (which costs
+about as much as the updates themselves); it lags the model by part of an epoch, so it
+is a little above :math:`L(\theta_t)` while the loss is falling and approaches it at
+convergence.  ``train_loss="exact"``: the loss recorded is :math:`L(\theta_t)`
+exactly (a separate float64 pass each epoch, plus one before the first epoch).
+In both modes the result's ``fun`` is the exact :math:`L` at the returned parameters
+(one final pass in running mode).
 
 Rows with no training rating are never visited; their factors are initialised to
 zero (the minimiser of :math:`L` for such a row) unless ``x0`` is given, and their
@@ -100,7 +120,11 @@ logger = logging.getLogger("fastmf")
 _SCHEDULES = ("adaptive", "constant", "decay")
 _MODES = ("blocked", "hogwild")
 _WEIGHTINGS = ("count", "uniform")
+_TRAIN_LOSSES = ("running", "exact")
 DEFAULT_LEARNING_RATE = {"adaptive": 0.05, "constant": 0.01, "decay": 0.01}
+#: Byte alignment of the working factor matrices and row records (one cache line: a
+#: rank-32 float32 row then spans exactly two lines, which the kernel prefetches).
+_ALIGN = 64
 #: Number of fixed segments/chunks of the loss passes (a constant, so the float64
 #: reduction order - hence the loss - does not depend on the thread count).
 _N_LOSS_SEGMENTS = 256
@@ -220,6 +244,15 @@ def _equal_segments(total: int, n_segments: int) -> np.ndarray:
     return np.linspace(0, total, min(n_segments, max(total, 1)) + 1).round().astype(np.int64)
 
 
+def _aligned_copy(a: np.ndarray, align: int = _ALIGN) -> np.ndarray:
+    """C-contiguous copy of ``a`` whose data starts on an ``align``-byte boundary."""
+    buf = np.empty(a.nbytes + align, dtype=np.uint8)
+    offset = (-buf.ctypes.data) % align
+    out = buf[offset:offset + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def _check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
@@ -270,6 +303,7 @@ def sgd(
     progress: bool = True,
     tol: float | None = None,
     clip=None,
+    train_loss: str = "running",
 ) -> SolverResult:
     r"""Fit a (biased) matrix factorization by parallel blocked SGD.
 
@@ -340,26 +374,34 @@ def sgd(
     clip : None, True or (low, high)
         Clip predictions before scoring the validation set (True: the training
         ``rating_scale``).
+    train_loss : {"running", "exact"}
+        What the history's ``loss`` is (module docstring): ``"running"`` (default) the
+        pre-update squared residuals accumulated during the epoch plus the exact
+        penalty at its end (no extra pass over the ratings); ``"exact"`` the objective
+        :math:`L` of the parameters at the end of the epoch (one more pass an epoch).
 
     Returns
     -------
     SolverResult
-        ``x`` (packed parameters, ``dtype``), ``fun`` (training loss at ``x``),
+        ``x`` (packed parameters, ``dtype``), ``fun`` (exact training loss :math:`L`
+        at ``x``, whatever ``train_loss``),
         ``grad_norm`` (NaN: not computed), ``nit`` (epochs run), ``nfev`` (loss
         evaluations), ``status``, ``message``, ``history`` (per epoch: ``iteration``,
-        ``loss``, ``val_rmse``, ``elapsed``, ``learning_rate``, ``epoch_time`` (update
-        pass only), ``updates_per_sec``), ``best_iteration``, ``elapsed``, and for
-        prediction ``mu``, ``rank``, ``biases``; also ``reg``, ``reg_bias``,
-        ``reg_weighting``, ``schedule``, ``learning_rate``, ``n_blocks``, ``mode``,
-        ``n_threads``, ``setup_time``.
+        ``loss`` (as ``train_loss`` says), ``val_rmse``, ``elapsed``, ``learning_rate``,
+        ``epoch_time`` (update pass only), ``updates_per_sec``), ``best_iteration``,
+        ``elapsed``, and for prediction ``mu``, ``rank``, ``biases``; also ``reg``,
+        ``reg_bias``, ``reg_weighting``, ``schedule``, ``learning_rate``, ``n_blocks``,
+        ``mode``, ``n_threads``, ``setup_time``, ``train_loss``.
 
     Raises
     ------
     TypeError, ValueError
         Invalid parameter (named in the message), before any work.
     DivergenceError
-        (a ``FloatingPointError``) when the loss or a parameter becomes non-finite; the
-        message names the epoch and learning rate and what to change.
+        (a ``FloatingPointError``) at the end of the epoch where the loss or a
+        parameter becomes non-finite (the penalty pass sums every factor and bias, so a
+        single non-finite parameter makes it non-finite); the message names the epoch
+        and learning rate and what to change.
     """
     # ------------------------------------------------------------------ validation
     if not isinstance(ratings, Ratings):
@@ -372,6 +414,7 @@ def sgd(
     dt = check_dtype(dtype)
     check_choice(schedule, "schedule", _SCHEDULES)
     check_choice(mode, "mode", _MODES)
+    check_choice(train_loss, "train_loss", _TRAIN_LOSSES)
     if learning_rate is None:
         eta = DEFAULT_LEARNING_RATE[schedule]
     else:
@@ -422,12 +465,12 @@ def sgd(
     with thread_limit(n_threads) as n_thr:
         return _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, schedule, decay,
                     n_epochs, B, mode, reshuffle, n_thr, rng, init_scale, x0, validation, early_stopping,
-                    min_delta, cbs, progress, tol, clip_range)
+                    min_delta, cbs, progress, tol, clip_range, train_loss == "exact")
 
 
 def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, schedule, decay, n_epochs, B,
          mode, reshuffle, n_thr, rng, init_scale, x0, validation, early_stopping, min_delta, cbs, progress,
-         tol, clip_range):
+         tol, clip_range, exact_loss):
     clock = Stopwatch()
     m, n, nnz = ratings.n_users, ratings.n_items, ratings.nnz
     ftype = dt.type
@@ -450,6 +493,9 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
         Q = Q0[io].astype(dt)
         b = b0[uo].astype(dt) if use_biases else np.zeros(m, dtype=dt)
         c = c0[io].astype(dt) if use_biases else np.zeros(n, dtype=dt)
+    # 64-byte aligned working copies (rows of 64-byte multiples then never straddle an
+    # extra cache line; see the kernel's performance notes)
+    P, Q = _aligned_copy(P), _aligned_copy(Q)
     ucount = ratings.user_counts[uo].astype(np.float64)
     icount = ratings.item_counts[io].astype(np.float64)
     if reg_weighting == "count":
@@ -459,8 +505,8 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     adaptive = schedule == "adaptive"
     # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
     # for empty rows, which are never visited)
-    AU = np.ones((m, 4), dtype=dt)
-    AI = np.ones((n, 4), dtype=dt)
+    AU = _aligned_copy(np.ones((m, 4), dtype=dt))
+    AI = _aligned_copy(np.ones((n, 4), dtype=dt))
     AU[:, _k.BIAS] = b
     AI[:, _k.BIAS] = c
     AU[:, _k.REG_SCALE] = np.divide(wu, ucount, out=np.zeros(m), where=ucount > 0)
@@ -476,18 +522,30 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     pu_f, pu_b = np.empty(uchunks.shape[0] - 1), np.empty(uchunks.shape[0] - 1)
     pi_f, pi_b = np.empty(ichunks.shape[0] - 1), np.empty(ichunks.shape[0] - 1)
     hog_ptr = _equal_segments(nnz, _HOGWILD_CHUNKS)
+    # running loss: one float64 slot per block (blocked) or chunk (hogwild), summed in order
+    run_out = np.zeros(B * B if blocked else hog_ptr.shape[0] - 1)
 
-    def loss() -> float:
-        b, c = biases_now()
-        _k.squared_error_segments(layout.users, layout.items, layout.values, seg_ptr, P, Q, b, c,
-                                  mu_val, use_biases, seg_out)
+    def penalty(P, Q, b, c) -> float:
+        """Exact penalty (non-finite if any parameter is: the divergence check)."""
         _k.penalty_chunks(P, b, wu, use_biases, uchunks, pu_f, pu_b)
         _k.penalty_chunks(Q, c, wi, use_biases, ichunks, pi_f, pi_b)
         # fixed-order float64 sums: the same value whatever the thread count
-        total = 0.5 * math.fsum(seg_out) + 0.5 * lam * (math.fsum(pu_f) + math.fsum(pi_f))
+        total = 0.5 * lam * (math.fsum(pu_f) + math.fsum(pi_f))
         if use_biases:
             total += 0.5 * lam_b * (math.fsum(pu_b) + math.fsum(pi_b))
         return total
+
+    def exact(P, Q, b, c) -> float:
+        _k.squared_error_segments(layout.users, layout.items, layout.values, seg_ptr, P, Q, b, c,
+                                  mu_val, use_biases, seg_out)
+        return 0.5 * math.fsum(seg_out) + penalty(P, Q, b, c)
+
+    def loss() -> float:
+        """The history's loss of the epoch just run (see ``train_loss``)."""
+        b, c = biases_now()
+        if exact_loss:
+            return exact(P, Q, b, c)
+        return 0.5 * math.fsum(run_out) + penalty(P, Q, b, c)
 
     monitor = None
     if validation is not None:
@@ -500,8 +558,11 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     history: list[IterationRecord] = []
     status, message = Status.MAX_ITER, f"reached n_epochs={n_epochs}"
     nfev = 0
-    current_loss = loss()
-    nfev += 1
+    if exact_loss:
+        current_loss = exact(P, Q, *biases_now())
+        nfev += 1
+    else:  # no running loss before the first epoch (tol never stops at epoch 1)
+        current_loss = math.inf
     logger.debug("sgd: setup %.3fs, %d blocks, initial loss %.6g", setup_time, B, current_loss)
     mu_t = ftype(mu_val)
     lam_t, lamb_t, inv_k = ftype(lam), ftype(lam_b), ftype(1.0 / k)
@@ -518,16 +579,16 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
                 sched = stratum_schedule(B, rng)
                 _k.sgd_epoch_blocked(layout.users, layout.items, layout.values, layout.block_ptr, sched,
                                      P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
-                                     use_biases, adaptive)
+                                     use_biases, adaptive, run_out)
             else:
                 if reshuffle and epoch > 1:
                     _k.shuffle_blocks(layout.users, layout.items, layout.values, layout.block_ptr, layout.seed, epoch)
                 _k.sgd_epoch_hogwild(layout.users, layout.items, layout.values, hog_ptr,
                                      P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
-                                     use_biases, adaptive)
+                                     use_biases, adaptive, run_out)
             epoch_time = clock() - t0
             previous_loss, current_loss = current_loss, loss()
-            nfev += 1
+            nfev += int(exact_loss)
             if not math.isfinite(current_loss):
                 raise DivergenceError(_divergence_message(epoch, lr, schedule, current_loss), epoch, lr, history)
             val_rmse, stop_es = (None, False)
@@ -556,13 +617,19 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     finally:
         bar.close()
 
-    fun = current_loss
     b, c = biases_now()
-    if status == Status.EARLY_STOPPING and monitor.best_params is not None:
+    best = status == Status.EARLY_STOPPING and monitor.best_params is not None
+    if best:
         P, Q, bb, cc = monitor.best_params
         if use_biases:
             b, c = bb, cc
+    if exact_loss and not best:
+        fun = current_loss  # already L at these parameters
+    elif exact_loss:
         fun = next(r["loss"] for r in history if r["iteration"] == monitor.best_iteration)
+    else:  # the running loss is not L at x: one exact pass
+        fun = exact(P, Q, b, c)
+        nfev += 1
     # back to original code order
     uw, iw = layout.user_work, layout.item_work
     x = pack(P[uw], Q[iw], b[uw] if use_biases else None, c[iw] if use_biases else None, dtype=dt)
@@ -573,7 +640,7 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     )
     result.update(mu=mu_val, rank=k, biases=use_biases, reg=lam, reg_bias=lam_b, reg_weighting=reg_weighting,
                   schedule=schedule, learning_rate=eta, n_blocks=layout.n_blocks, mode=mode, n_threads=n_thr,
-                  setup_time=setup_time)
+                  setup_time=setup_time, train_loss="exact" if exact_loss else "running")
     return result
 
 
