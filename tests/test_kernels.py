@@ -216,13 +216,13 @@ def test_coo_parallel_blocks_deterministic_and_close():
         ub = balanced_chunks(R.user_indptr, nb)
         nb = len(ub) - 1
         out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
-        loss = coo.grad_parallel(ub, R.user_indptr, ich, R.users, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u,
-                                 w_i, w_i, True, False, *out, np.empty((nb, n, k)), np.empty((nb, n)), np.empty(nb),
-                                 np.empty(len(ich) - 1))
+        loss = coo.grad_parallel(ub, R.user_indptr, ich, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u,
+                                 w_i, w_i, True, False, *out, np.empty((nb, n, k)), np.empty((nb, n)),
+                                 np.empty((nb, k)), np.empty(nb), np.empty(len(ich) - 1))
         return loss, out
 
     serial_out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
-    serial_loss = coo.grad_serial(R.users, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True, False,
+    serial_loss = coo.grad_serial(R.user_indptr, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True, False,
                                   *serial_out)
     l1, o1 = run(1)
     l3, o3 = run(3)

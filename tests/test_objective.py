@@ -167,7 +167,7 @@ def test_mu_options(small):
 
 
 def test_layout_accessors(small):
-    obj = MFObjective(small, 2, dtype=np.float64)
+    obj = MFObjective(small, 2, dtype=np.float64, format="csr")
     a = obj.csr_arrays
     assert a["user_indptr"][-1] == small.nnz and a["item_indptr"][-1] == small.nnz
     assert a["user_chunks"][-1] == small.n_users and a["item_chunks"][-1] == small.n_items

@@ -76,53 +76,91 @@ def _reg_rows(r0, r1, A, a, regw, regbw, use_biases, G, gb):
     return pen
 
 
-@numba.njit(**_OPTS)
-def _grad_block(j0, j1, users, items, vals, P, Q, b, c, mu, use_biases, sign, gP, gb, gQ, gc):
-    """Data part of the gradient for ratings ``j0:j1``, added into the outputs; returns the data loss."""
+@numba.njit(fastmath={"reassoc", "contract"}, **_OPTS)
+def _grad_block(r0, r1, user_indptr, items, vals, P, Q, b, c, mu, use_biases, sign, gP, gb, gQ, gc, row):
+    """Data part of the gradient for the ratings of users ``r0:r1``; returns the data loss.
+
+    ``gP``/``gb`` rows of these users must hold their penalty part already: the data
+    part of a user's row is accumulated in the scratch ``row`` (length k, in L1) and
+    added once at the end of the row; the item side is scattered into ``gQ``/``gc``.
+    ``fastmath`` is limited to ``reassoc`` and ``contract`` (SIMD tree sums and FMA; no
+    NaN/inf assumptions), and the compiled order is fixed, so results are deterministic.
+    """
     k = P.shape[1]
+    zero = P.dtype.type(0)
     loss = 0.0
-    for j in range(j0, j1):
-        u = users[j]
-        i = items[j]
+    for u in range(r0, r1):
         Pu = P[u]
-        Qi = Q[i]
-        d = _dot(Pu, Qi, k)
-        if sign:
-            t = vals[j]
-            loss -= np.float64(t) * np.float64(d)
-        else:
-            pred = mu + d
-            if use_biases:
-                pred += b[u] + c[i]
-            t = vals[j] - pred
-            loss += 0.5 * np.float64(t) * np.float64(t)
-        gPu = gP[u]
-        gQi = gQ[i]
         for f in range(k):
-            gPu[f] -= t * Qi[f]
-            gQi[f] -= t * Pu[f]
+            row[f] = zero
+        base = mu
         if use_biases:
-            gb[u] -= t
-            gc[i] -= t
+            base = mu + b[u]
+        gbu = zero
+        for j in range(user_indptr[u], user_indptr[u + 1]):
+            i = items[j]
+            Qi = Q[i]
+            d = zero
+            for f in range(k):
+                d += Pu[f] * Qi[f]
+            if sign:
+                t = vals[j]
+                loss -= np.float64(t) * np.float64(d)
+            else:
+                pred = base + d
+                if use_biases:
+                    pred += c[i]
+                t = vals[j] - pred
+                loss += 0.5 * np.float64(t) * np.float64(t)
+            for f in range(k):
+                row[f] -= t * Qi[f]
+            gQi = gQ[i]
+            for f in range(k):
+                gQi[f] -= t * Pu[f]
+            gbu -= t
+            if use_biases:
+                gc[i] -= t
+        gPu = gP[u]
+        for f in range(k):
+            gPu[f] += row[f]
+        if use_biases:
+            gb[u] += gbu
     return loss
 
 
 @numba.njit(**_OPTS)
-def grad_serial(users, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign,
+def grad_serial(user_indptr, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign,
                 gP, gQ, gb, gc):
     """Loss and full gradient in one serial pass; writes ``gP, gQ, gb, gc``, returns the loss (float64)."""
     pen = _reg_rows(0, P.shape[0], P, b, regw_u, regbw_u, use_biases, gP, gb)
     pen += _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
-    return _grad_block(0, users.shape[0], users, items, vals, P, Q, b, c, mu, use_biases, sign, gP, gb, gQ, gc) + pen
+    row = np.empty(P.shape[1], dtype=P.dtype)
+    return _grad_block(0, P.shape[0], user_indptr, items, vals, P, Q, b, c, mu, use_biases, sign,
+                       gP, gb, gQ, gc, row) + pen
+
+
+@numba.njit(**_OPTS)
+def _reduce_items(i0, i1, bufQ, bufc, use_biases, gQ, gc):
+    """``gQ[i] += sum_t bufQ[t, i]`` (and ``gc``) for items ``i0:i1``, in the fixed order t = 0, 1, ..."""
+    nb = bufQ.shape[0]
+    k = gQ.shape[1]
+    for i in range(i0, i1):
+        gQi = gQ[i]
+        for t in range(nb):
+            bQi = bufQ[t, i]
+            for f in range(k):
+                gQi[f] += bQi[f]
+            if use_biases:
+                gc[i] += bufc[t, i]
 
 
 @numba.njit(parallel=True, **_OPTS)
-def grad_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i,
-                  regbw_i, use_biases, sign, gP, gQ, gb, gc, bufQ, bufc, loss_parts, item_parts):
+def grad_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i,
+                  regbw_i, use_biases, sign, gP, gQ, gb, gc, bufQ, bufc, rows, loss_parts, item_parts):
     """Parallel loss and gradient (per-block buffers, fixed-order reduction); returns the loss.
 
-    ``bufQ`` (nb, n_items, k), ``bufc`` (nb, n_items), ``loss_parts`` (nb,) and
-    ``item_parts`` (number of item chunks,) are scratch space with
+    ``bufQ`` (nb, n_items, k), ``bufc`` (nb, n_items), ``rows`` (nb, k), ``loss_parts``
+    (nb,) and ``item_parts`` (number of item chunks,) are scratch space with
     ``nb = len(ubounds) - 1``.
     """
     nb = ubounds.shape[0] - 1
@@ -137,21 +175,12 @@ def grad_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, b, c,
                 bQ[i, f] = zero
             bc[i] = zero
         pen = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
-        loss_parts[t] = pen + _grad_block(user_indptr[ubounds[t]], user_indptr[ubounds[t + 1]], users, items, vals,
-                                          P, Q, b, c, mu, use_biases, sign, gP, gb, bQ, bc)
+        loss_parts[t] = pen + _grad_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals,
+                                          P, Q, b, c, mu, use_biases, sign, gP, gb, bQ, bc, rows[t])
     nic = ichunks.shape[0] - 1
     for ch in prange(nic):
-        i0 = ichunks[ch]
-        i1 = ichunks[ch + 1]
-        item_parts[ch] = _reg_rows(i0, i1, Q, c, regw_i, regbw_i, use_biases, gQ, gc)
-        for t in range(nb):
-            for i in range(i0, i1):
-                gQi = gQ[i]
-                bQi = bufQ[t, i]
-                for f in range(k):
-                    gQi[f] += bQi[f]
-                if use_biases:
-                    gc[i] += bufc[t, i]
+        item_parts[ch] = _reg_rows(ichunks[ch], ichunks[ch + 1], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
+        _reduce_items(ichunks[ch], ichunks[ch + 1], bufQ, bufc, use_biases, gQ, gc)
     total = 0.0
     for t in range(nb):
         total += loss_parts[t]
@@ -171,57 +200,84 @@ def _hessp_init(r0, r1, dA, da, regw, regbw, use_biases, H, hb):
             hb[r] = regbw[r] * da[r]
 
 
-@numba.njit(**_OPTS)
-def _hessp_block(j0, j1, users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, hQ, hc):
+@numba.njit(fastmath={"reassoc", "contract"}, **_OPTS)
+def _hessp_block(r0, r1, user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
+                 hP, hb, hQ, hc, row):
+    """Data part of the Hessian-vector product for the ratings of users ``r0:r1``.
+
+    As :func:`_grad_block`: each user's row is accumulated in ``row`` and added to
+    ``hP`` once; the item side is scattered into ``hQ``/``hc``.  ``delta`` (and, for
+    the exact Hessian, the residual) is computed once per rating for both sides.
+    """
     k = P.shape[1]
-    for j in range(j0, j1):
-        u = users[j]
-        i = items[j]
+    zero = P.dtype.type(0)
+    for u in range(r0, r1):
         Pu = P[u]
-        Qi = Q[i]
         dPu = dP[u]
-        dQi = dQ[i]
-        hPu = hP[u]
-        hQi = hQ[i]
-        if mode == 2:
-            s = vals[j]
+        for f in range(k):
+            row[f] = zero
+        hbu = zero
+        for j in range(user_indptr[u], user_indptr[u + 1]):
+            i = items[j]
+            Qi = Q[i]
+            dQi = dQ[i]
+            hQi = hQ[i]
+            if mode == 2:
+                s = vals[j]
+                for f in range(k):
+                    row[f] -= s * dQi[f]
+                for f in range(k):
+                    hQi[f] -= s * dPu[f]
+                continue
+            d1 = zero
+            d2 = zero
             for f in range(k):
-                hPu[f] -= s * dQi[f]
-                hQi[f] -= s * dPu[f]
-            continue
-        delta = _dot(dPu, Qi, k) + _dot(Pu, dQi, k)
-        if use_biases:
-            delta += db[u] + dc[i]
-        if mode == 1:
-            pred = mu + _dot(Pu, Qi, k)
+                d1 += dPu[f] * Qi[f]
+                d2 += Pu[f] * dQi[f]
+            delta = d1 + d2
             if use_biases:
-                pred += b[u] + c[i]
-            e = vals[j] - pred
-            for f in range(k):
-                hPu[f] += delta * Qi[f] - e * dQi[f]
-                hQi[f] += delta * Pu[f] - e * dPu[f]
-        else:
-            for f in range(k):
-                hPu[f] += delta * Qi[f]
-                hQi[f] += delta * Pu[f]
+                delta += db[u] + dc[i]
+            if mode == 1:
+                d = zero
+                for f in range(k):
+                    d += Pu[f] * Qi[f]
+                pred = mu + d
+                if use_biases:
+                    pred += b[u] + c[i]
+                e = vals[j] - pred
+                for f in range(k):
+                    row[f] += delta * Qi[f] - e * dQi[f]
+                for f in range(k):
+                    hQi[f] += delta * Pu[f] - e * dPu[f]
+            else:
+                for f in range(k):
+                    row[f] += delta * Qi[f]
+                for f in range(k):
+                    hQi[f] += delta * Pu[f]
+            hbu += delta
+            if use_biases:
+                hc[i] += delta
+        hPu = hP[u]
+        for f in range(k):
+            hPu[f] += row[f]
         if use_biases:
-            hb[u] += delta
-            hc[i] += delta
+            hb[u] += hbu
 
 
 @numba.njit(**_OPTS)
-def hessp_serial(users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i,
+def hessp_serial(user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i,
                  use_biases, mode, hP, hQ, hb, hc):
     """Hessian-vector product in one serial pass; writes ``hP, hQ, hb, hc``."""
     _hessp_init(0, P.shape[0], dP, db, regw_u, regbw_u, use_biases, hP, hb)
     _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
-    _hessp_block(0, users.shape[0], users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
-                 hP, hb, hQ, hc)
+    row = np.empty(P.shape[1], dtype=P.dtype)
+    _hessp_block(0, P.shape[0], user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
+                 hP, hb, hQ, hc, row)
 
 
 @numba.njit(parallel=True, **_OPTS)
-def hessp_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u,
-                   regbw_u, regw_i, regbw_i, use_biases, mode, hP, hQ, hb, hc, bufQ, bufc):
+def hessp_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u,
+                   regbw_u, regw_i, regbw_i, use_biases, mode, hP, hQ, hb, hc, bufQ, bufc, rows):
     """Parallel Hessian-vector product (per-block buffers, fixed-order reduction)."""
     nb = ubounds.shape[0] - 1
     n = Q.shape[0]
@@ -235,20 +291,11 @@ def hessp_parallel(ubounds, user_indptr, ichunks, users, items, vals, P, Q, dP, 
                 bQ[i, f] = zero
             bc[i] = zero
         _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
-        _hessp_block(user_indptr[ubounds[t]], user_indptr[ubounds[t + 1]], users, items, vals, P, Q, dP, dQ,
-                     b, c, db, dc, mu, use_biases, mode, hP, hb, bQ, bc)
+        _hessp_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals, P, Q, dP, dQ,
+                     b, c, db, dc, mu, use_biases, mode, hP, hb, bQ, bc, rows[t])
     for ch in prange(ichunks.shape[0] - 1):
-        i0 = ichunks[ch]
-        i1 = ichunks[ch + 1]
-        _hessp_init(i0, i1, dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
-        for t in range(nb):
-            for i in range(i0, i1):
-                hQi = hQ[i]
-                bQi = bufQ[t, i]
-                for f in range(k):
-                    hQi[f] += bQi[f]
-                if use_biases:
-                    hc[i] += bufc[t, i]
+        _hessp_init(ichunks[ch], ichunks[ch + 1], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
+        _reduce_items(ichunks[ch], ichunks[ch + 1], bufQ, bufc, use_biases, hQ, hc)
 
 
 @numba.njit(**_OPTS)
