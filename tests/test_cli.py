@@ -242,6 +242,54 @@ def test_readme_python_example(workdir):
     assert (workdir / "history.png").stat().st_size > 1000
 
 
+README_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The fenced code blocks of README.md in ``language``."""
+    import re
+
+    with open(README_PATH, encoding="utf-8") as fh:
+        text = fh.read()
+    return [m.group(1) for m in re.finditer(r"```" + language + r"\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_is_what_the_tests_run():
+    """The README's commands and Python example are exactly what this file runs."""
+    shown = []
+    for block in readme_blocks("bash"):
+        for line in block.splitlines():
+            cmd = line.split("#")[0].strip()
+            if cmd.startswith("fastmf "):
+                shown.append(cmd)
+            elif cmd == "fastmf":
+                shown.append(cmd)
+    for cmd in shown:
+        if cmd == "fastmf fit":
+            continue  # the main command; run (with its defaults) by test_main_command_defaults
+        assert cmd in README_STEPS, f"README command not exercised by the tests: {cmd}"
+    for step in README_STEPS:
+        assert step in shown, f"README_STEPS has a command the README does not show: {step}"
+    python_blocks = readme_blocks("python")
+    assert README_PYTHON.strip() in [b.strip() for b in python_blocks]
+
+
+def test_readme_other_python_blocks_run(workdir):
+    """Every other Python block of the README runs as shown."""
+    blocks = [b for b in readme_blocks("python") if b.strip() != README_PYTHON.strip()]
+    assert blocks, "the README should show the scipy.optimize embedding"
+    for n, block in enumerate(blocks):
+        script = workdir / f"readme_block_{n}.py"
+        script.write_text(block)
+        run([sys.executable, str(script)], workdir, module=False)
+
+
+def test_main_command_defaults(workdir):
+    """``fastmf fit`` with no argument: the bundled data, offline, to a test RMSE."""
+    proc = run(["fit", "--no-progress"], workdir)
+    assert "test RMSE" in proc.stdout and "ml-latest-small" in proc.stdout
+
+
 def test_history_table_columns():
     header, rows = history_table([
         {"iteration": 1, "loss": 2.0, "elapsed": 0.5, "val_rmse": None, "learning_rate": 0.1},
