@@ -13,7 +13,7 @@ from fastmf.data.ratings import Ratings
 from fastmf.objective import MFObjective
 from fastmf.reference import DenseMF
 from fastmf.solvers._base import Status
-from fastmf.solvers.newton import ConvergenceWarning, newton_cg, sign_loss_bound
+from fastmf.solvers.newton import ConvergenceWarning, _backtrack, newton_cg, sign_loss_bound
 from fastmf.solvers.steihaug import CGStatus, steihaug_cg
 
 
@@ -209,6 +209,8 @@ class CountingObjective:
         (dict(eta=0.3), "eta"),
         (dict(cg_tol=1.5), "cg_tol"),
         (dict(max_cg=0), "max_cg"),
+        (dict(backtrack=-1), "backtrack"),
+        (dict(forcing="linear"), "forcing"),
         (dict(initial_radius=0), "initial_radius"),
         (dict(initial_radius=10, max_radius=1), "initial_radius"),
         (dict(early_stopping=3), "validation"),
@@ -295,3 +297,111 @@ def test_notebook_rank1_problem_converges(shared_data, preconditioner):
     assert res.status is Status.GTOL, res.message
     assert res.grad_norm <= 1e-6 * g0
     assert res.nit <= 40
+
+
+# ----------------------------------------------------------------------------- trust-region mechanics
+class Quartic1D:
+    """f(x) = x²/2 + x⁴ in one variable (the quadratic model of any step is too optimistic)."""
+
+    def fun(self, x):
+        return float(0.5 * x[0] ** 2 + x[0] ** 4)
+
+
+def test_backtrack_quadratic_interpolation_accepts_a_fraction_of_a_bad_step():
+    obj = Quartic1D()
+    x = np.array([1.0])
+    s = np.array([-3.0])  # model with B = 1: m(s) = 5 s + s²/2 = -10.5, but f(x + s) = 18 > f(x) = 1.5
+    f, f1, gs, sBs = obj.fun(x), obj.fun(x + s), 5.0 * -3.0, 9.0
+    alpha, fa, n, x_a, rho = _backtrack(obj, x, s, f, f1, gs, sBs, 0.15, 3)
+    # quadratic interpolation gives 15 / 63 = 0.238, safeguarded to [1/4, 1/2]
+    assert alpha == pytest.approx(0.25) and n == 1
+    assert x_a is not None and x_a[0] == pytest.approx(0.25)
+    assert fa == pytest.approx(obj.fun(x_a)) and fa < f
+    assert rho == pytest.approx((f - fa) / -(alpha * gs + 0.5 * alpha**2 * sBs))
+    assert rho > 0.15
+    # a step along which the loss never decreases enough: every trial fails, None returned
+    alpha, fa, n, x_a, rho = _backtrack(obj, x, np.array([-3.0]), f, f1, gs, 1e6, 0.15, 2)
+    assert x_a is None and n == 2 and alpha <= 0.25
+    # not a descent direction: nothing to try
+    assert _backtrack(obj, x, np.array([3.0]), f, obj.fun(np.array([4.0])), 15.0, 9.0, 0.15, 3)[2] == 0
+
+
+@pytest.mark.parametrize("preconditioner", ["none", "jacobi"])
+def test_rejected_step_is_backtracked_not_thrown_away(rng, preconditioner):
+    r = random_ratings(rng)
+    runs = {}
+    for bt in (0, 3):
+        obj = MFObjective(r, 3, reg=0.1, dtype=np.float64, hessian="exact")
+        runs[bt] = newton_cg(obj, random_state=0, preconditioner=preconditioner, backtrack=bt,
+                             gtol=1e-6, ftol=0.0, max_iter=300, progress=False)
+        assert runs[bt].status is Status.GTOL, runs[bt].message
+    h0, h3 = runs[0].history, runs[3].history
+    # both runs are identical up to the first step that fails the ratio test
+    k = next(h["iteration"] for h in h0[1:] if not h["accepted"])
+    for a, b in zip(h0[:k], h3[:k]):
+        assert a["loss"] == b["loss"] and a["radius"] == b["radius"] and b["backtracks"] == 0
+    # classic TR rejects it: loss unchanged, radius / 4
+    assert h0[k]["rho"] < 0.15 and h0[k]["loss"] == h0[k - 1]["loss"] and h0[k]["step_scale"] == 1.0
+    assert h0[k]["radius"] == pytest.approx(0.25 * h0[k - 1]["radius"])
+    # the backtracking driver takes a fraction of the same CG step, which lowers the loss
+    b = h3[k]
+    assert b["n_cg"] == h0[k]["n_cg"] and b["backtracks"] >= 1
+    assert b["accepted"] is True and 0 < b["step_scale"] <= 0.5 and b["rho"] > 0.15
+    assert b["loss"] < h3[k - 1]["loss"]
+    assert b["radius"] == pytest.approx(b["step_norm"])  # radius = alpha ||s||_M
+    assert runs[3].n_rejected < runs[0].n_rejected
+    assert runs[3].n_backtracks == sum(h["backtracks"] for h in h3[1:])
+    assert runs[3].nfev >= len(h3) + runs[3].n_backtracks - 1
+    # a step so long that every trial fails: rejected, radius = alpha ||s||_M / 4
+    obj = MFObjective(r, 3, reg=0.1, dtype=np.float64, hessian="exact")
+    res = newton_cg(obj, random_state=0, preconditioner=preconditioner, initial_radius=1e3, gtol=1e-6, ftol=0.0,
+                    max_iter=300, progress=False)
+    fail = next(h for h in res.history[1:] if not h["accepted"])
+    assert fail["backtracks"] == 3 and fail["step_scale"] <= 0.5**3
+    assert fail["loss"] == res.history[fail["iteration"] - 1]["loss"]
+    assert fail["radius"] == pytest.approx(0.25 * fail["step_norm"])
+    assert res.status is Status.GTOL
+
+
+class Quadratic:
+    """f(x) = ½ xᵀAx - bᵀx: the model is exact, so every step has rho = 1."""
+
+    def __init__(self, A, b):
+        self.A, self.b = A, b
+
+    def fun(self, x):
+        return float(0.5 * x @ self.A @ x - self.b @ x)
+
+    def jac(self, x):
+        return self.A @ x - self.b
+
+    def hessp(self, x, p):
+        return self.A @ p
+
+
+def test_radius_doubles_at_the_boundary_and_is_capped(rng):
+    n = 20
+    obj = Quadratic(spd(rng, n, cond=10.0), rng.standard_normal(n))
+    res = newton_cg(obj, np.zeros(n), preconditioner="none", initial_radius=1e-3, max_radius=0.1, gtol=1e-6,
+                    ftol=0.0, max_iter=500, progress=False)
+    assert res.status is Status.GTOL
+    h = res.history
+    radii = [1e-3]
+    for rec in h[1:]:
+        # (rho is exact up to rounding in the loss difference)
+        assert rec["accepted"] and rec["rho"] == pytest.approx(1.0, abs=1e-4) and rec["backtracks"] == 0
+        if rec["cg_status"] in ("boundary", "negative_curvature"):
+            radii.append(min(2 * radii[-1], 0.1))
+        else:
+            radii.append(radii[-1])
+        assert rec["radius"] == pytest.approx(radii[-1])
+    assert max(radii) == pytest.approx(0.1)
+
+
+def test_eisenstat_walker_forcing_converges(rng):
+    r = random_ratings(rng)
+    obj = MFObjective(r, 3, reg=1.0, dtype=np.float64, hessian="exact")
+    res = newton_cg(obj, random_state=0, forcing="eisenstat-walker", gtol=1e-6, ftol=0.0, max_iter=300,
+                    progress=False)
+    assert res.status is Status.GTOL, res.message
+    assert res.grad_norm <= 1e-6 * res.history[0]["grad_norm"]
