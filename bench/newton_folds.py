@@ -66,7 +66,7 @@ def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0):
                   min_delta=args.min_delta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return newton_cg(obj, x0, preconditioner=args.preconditioner, gtol=args.gtol,
+        return newton_cg(obj, x0, preconditioner=args.preconditioner, gtol=args.gtol, max_cg=args.max_cg,
                          max_iter=args.max_iter if max_iter is None else max_iter,
                          progress=False, n_threads=args.threads, **kw)
 
@@ -98,6 +98,8 @@ def main(argv=None) -> float:
     ap.add_argument("--preconditioner", default="jacobi")
     ap.add_argument("--gtol", type=float, default=1e-4)
     ap.add_argument("--max-iter", type=int, default=60)
+    ap.add_argument("--max-cg", type=int, default=250, help="CG steps per Newton iteration (small: a finer "
+                    "early-stopping path)")
     ap.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                     help="early stopping on the validation split during the grid (see module docstring)")
     ap.add_argument("--min-delta", type=float, default=1e-4)
