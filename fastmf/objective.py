@@ -12,6 +12,7 @@ import numbers
 import numba
 import numpy as np
 
+from ._alloc import aligned_empty, aligned_zeros
 from ._packing import n_params as _n_params
 from ._packing import pack as _pack
 from ._packing import unpack as _unpack
@@ -262,10 +263,12 @@ class MFObjective:
 
         # ---------------------------------------------------------------- owned buffers
         N = self.n_params
-        self._theta = np.zeros(N, dtype=dt)
-        self._grad = np.zeros(N, dtype=dt)
-        self._dir = np.zeros(N, dtype=dt)
-        self._hv = np.zeros(N, dtype=dt)
+        # 64-byte aligned (fastmf._alloc): with rank*itemsize a multiple of 64 no row
+        # straddles an extra cache line.
+        self._theta = aligned_zeros(N, dt)
+        self._grad = aligned_zeros(N, dt)
+        self._dir = aligned_zeros(N, dt)
+        self._hv = aligned_zeros(N, dt)
         self._dummy = np.zeros(1, dtype=dt)
         self._x_last = None
         self._loss = np.nan
@@ -376,10 +379,13 @@ class MFObjective:
         if nb not in self._coo_buffers:
             self._coo_buffers = {
                 nb: (
-                    np.empty((nb, self.n_items, self.rank), dtype=self.dtype),
-                    np.empty((nb, self.n_items), dtype=self.dtype),
+                    aligned_empty((nb, self.n_items, self.rank), self.dtype),
+                    aligned_empty((nb, self.n_items), self.dtype),
                     np.empty(nb),
-                    np.empty((nb, self.rank), dtype=self.dtype),
+                    # one row of scratch per block, padded to whole cache lines (no false sharing);
+                    # the kernels use its first ``rank`` entries
+                    aligned_empty((nb, -(-self.rank * self.dtype.itemsize // 64) * 64 // self.dtype.itemsize),
+                                  self.dtype),
                 )
             }
         return self._coo_buffers[nb]
