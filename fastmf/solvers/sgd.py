@@ -100,6 +100,7 @@ from .._validation import (
     check_positive_int,
     check_random_state,
 )
+from .._alloc import aligned_empty
 from ..data.ratings import Ratings
 from ..kernels import sgd as _k
 from ._base import (
@@ -246,9 +247,7 @@ def _equal_segments(total: int, n_segments: int) -> np.ndarray:
 
 def _aligned_copy(a: np.ndarray, align: int = _ALIGN) -> np.ndarray:
     """C-contiguous copy of ``a`` whose data starts on an ``align``-byte boundary."""
-    buf = np.empty(a.nbytes + align, dtype=np.uint8)
-    offset = (-buf.ctypes.data) % align
-    out = buf[offset:offset + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = aligned_empty(a.shape, a.dtype, align)
     out[...] = a
     return out
 
