@@ -140,6 +140,16 @@ def grad_serial(user_indptr, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_
 
 
 @numba.njit(**_OPTS)
+def _zero_buffers(bQ, bc):
+    """Zero one block's scatter buffers (its own, so no race)."""
+    zero = bQ.dtype.type(0)
+    for i in range(bQ.shape[0]):
+        for f in range(bQ.shape[1]):
+            bQ[i, f] = zero
+        bc[i] = zero
+
+
+@numba.njit(**_OPTS)
 def _reduce_items(i0, i1, bufQ, bufc, use_biases, gQ, gc):
     """``gQ[i] += sum_t bufQ[t, i]`` (and ``gc``) for items ``i0:i1``, in the fixed order t = 0, 1, ..."""
     nb = bufQ.shape[0]
@@ -164,16 +174,10 @@ def grad_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, b, c, mu, re
     ``nb = len(ubounds) - 1``.
     """
     nb = ubounds.shape[0] - 1
-    n = Q.shape[0]
-    k = Q.shape[1]
-    zero = Q.dtype.type(0)
     for t in prange(nb):
         bQ = bufQ[t]
         bc = bufc[t]
-        for i in range(n):
-            for f in range(k):
-                bQ[i, f] = zero
-            bc[i] = zero
+        _zero_buffers(bQ, bc)
         pen = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
         loss_parts[t] = pen + _grad_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals,
                                           P, Q, b, c, mu, use_biases, sign, gP, gb, bQ, bc, rows[t])
@@ -280,16 +284,10 @@ def hessp_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, dP, dQ, b, 
                    regbw_u, regw_i, regbw_i, use_biases, mode, hP, hQ, hb, hc, bufQ, bufc, rows):
     """Parallel Hessian-vector product (per-block buffers, fixed-order reduction)."""
     nb = ubounds.shape[0] - 1
-    n = Q.shape[0]
-    k = Q.shape[1]
-    zero = Q.dtype.type(0)
     for t in prange(nb):
         bQ = bufQ[t]
         bc = bufc[t]
-        for i in range(n):
-            for f in range(k):
-                bQ[i, f] = zero
-            bc[i] = zero
+        _zero_buffers(bQ, bc)
         _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
         _hessp_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals, P, Q, dP, dQ,
                      b, c, db, dc, mu, use_biases, mode, hP, hb, bQ, bc, rows[t])

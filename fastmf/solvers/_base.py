@@ -181,6 +181,11 @@ class ValidationMonitor:
         v = self.validation
         return rmse_codes(v.users, v.items, self._ratings, P, Q, b, c, self.mu, self.clip)
 
+    def stop_message(self, unit: str = "iterations") -> str:
+        """Why early stopping ended the run (for :class:`SolverResult`.message)."""
+        return (f"validation RMSE did not improve by {self.min_delta:g} for {self.patience} {unit} "
+                f"(best {self.best_rmse:.5f} at iteration {self.best_iteration})")
+
     def update(self, iteration: int, P, Q, b=None, c=None) -> tuple[float | None, bool]:
         """Score the current parameters; returns ``(rmse, stop)``.  Keeps a copy of the best."""
         if not self.active:

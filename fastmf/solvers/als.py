@@ -254,8 +254,7 @@ def _run_als(objective, structure, x, n_threads, validation, callback_list, *, m
                 break
             if es_stop:
                 status = Status.EARLY_STOPPING
-                message = (f"validation RMSE did not improve by {min_delta:g} for {early_stopping} iterations "
-                           f"(best {monitor.best_rmse:.5f} at iteration {monitor.best_iteration})")
+                message = monitor.stop_message()
                 break
             if stop_cb:
                 status, message = Status.CALLBACK, "stopped by a callback"

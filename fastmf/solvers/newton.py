@@ -622,8 +622,7 @@ def _run(objective, x, hessp, structure, validation, callback_list, extra, *, gt
                 break
             if es_stop:
                 status = Status.EARLY_STOPPING
-                message = (f"validation RMSE did not improve by {min_delta:g} for {early_stopping} iterations "
-                           f"(best {monitor.best_rmse:.5f} at iteration {monitor.best_iteration})")
+                message = monitor.stop_message()
                 break
             if stop_cb:
                 status, message = Status.CALLBACK, "stopped by a callback"

@@ -607,8 +607,7 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
                 break
             if stop_es:
                 status = Status.EARLY_STOPPING
-                message = (f"validation RMSE did not improve by {min_delta:g} for {early_stopping} epochs; "
-                           f"best epoch {monitor.best_iteration}")
+                message = monitor.stop_message("epochs")
                 break
             if tol is not None and previous_loss - current_loss < tol * max(abs(previous_loss), 1.0):
                 status, message = Status.FTOL, f"relative loss decrease below tol={tol:g} at epoch {epoch}"
