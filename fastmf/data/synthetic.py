@@ -39,8 +39,12 @@ import numbers
 
 import numba
 import numpy as np
+
 from numba import prange
 
+from ..kernels._rng import GOLDEN as _GOLDEN
+from ..kernels._rng import mix64 as _mix
+from ..kernels._rng import next_state as _next
 from .._validation import check_dtype, check_nonnegative_float, check_positive_int, check_random_state
 from .ratings import Ratings
 
@@ -56,31 +60,11 @@ PRESETS: dict[str, tuple[int, int, int, tuple[float, float]]] = {
 }
 
 _N_CHUNKS = 64
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
 # ---------------------------------------------------------------------------- RNG (splitmix64)
-@numba.njit(inline="always")
-def _mix(z):
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@numba.njit(inline="always")
-def _next(state):
-    """Advance a splitmix64 state; return (state, 64 random bits)."""
-    state = state + _GOLDEN
-    return state, _mix(state)
-
-
 @numba.njit(inline="always")
 def _uniform_open0(bits):
     """Uniform double in (0, 1] from 64 random bits."""

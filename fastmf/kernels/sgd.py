@@ -67,10 +67,14 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from llvmlite import ir
 from numba import prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from ._rng import GOLDEN as _GOLDEN
+from ._rng import mix64 as _mix64
 
 __all__ = [
     "block_layout",
@@ -87,22 +91,9 @@ __all__ = [
 # code is the same whatever thread runs a block, so results stay deterministic.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
 
 
 # ---------------------------------------------------------------------------- RNG
-@numba.njit(inline="always")
-def _mix64(z):
-    """splitmix64 finaliser (a bijection of uint64)."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
 
 @numba.njit(cache=True)
 def stream_seed(seed, a, b):
