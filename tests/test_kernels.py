@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastmf.data.ratings import Ratings
-from fastmf.kernels import coo, csr
+from fastmf.kernels import coo, csr, tiled
 from fastmf.kernels._chunks import balanced_chunks, default_n_chunks
 from fastmf.objective import MFObjective
 from fastmf.reference import DenseMF
@@ -204,36 +204,53 @@ def test_csr_parallel_bit_identical_to_serial_any_thread_count(dtype):
             np.testing.assert_array_equal(a, b_)
 
 
-def test_coo_parallel_blocks_deterministic_and_close():
+@pytest.mark.parametrize("tile", [(4, 5), (1000, 1000), (1, 1)])
+def test_tiled_parallel_deterministic_and_close(tile):
+    """The tiled parallel kernels match the serial COO pass (1e-12 in float64), for any
+    block count and tile shape, and repeat bit for bit for a given block count."""
     R = random_ratings(50, 30, 0.3, seed=2)
     k = 5
     P, Q, b, c = _side_args(R, k, np.float64, 0)
+    dP, dQ, db, dc = _side_args(R, k, np.float64, 1)
     m, n = R.shape
-    w_u, w_i = np.full(m, 0.2), np.full(n, 0.2)
+    w_u, w_i = np.full(m, 0.2), np.full(n, 0.3)
     ich = balanced_chunks(np.zeros(n + 1, dtype=np.int64), 4)
 
-    def run(nb):
+    def run(nb, mode):
         ub = balanced_chunks(R.user_indptr, nb)
         nb = len(ub) - 1
+        T = tiled.build_tiles(R.user_indptr, R.items, R.values, ub, n, *tile)
+        # every rating appears once, each segment is one user's ratings inside one item tile
+        seg = np.repeat(np.arange(len(T["seg_user"])), np.diff(T["seg_ptr"]))
+        order = np.lexsort((T["items"], T["seg_user"][seg]))
+        np.testing.assert_array_equal(T["items"][order], R.items)
+        np.testing.assert_array_equal(T["values"][order], R.values)
+        assert np.all(np.diff(T["items"] // tile[1])[np.diff(seg) == 0] == 0)
+        scratch = (np.empty((nb, n, k)), np.empty((nb, n)), np.empty((nb, k)))
         out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
-        loss = coo.grad_parallel(ub, R.user_indptr, ich, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u,
-                                 w_i, w_i, True, False, *out, np.empty((nb, n, k)), np.empty((nb, n)),
-                                 np.empty((nb, k)), np.empty(nb), np.empty(len(ich) - 1))
-        return loss, out
+        loss = tiled.grad_tiled(T, ich, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True, False, *out, *scratch,
+                                np.empty(nb), np.empty(len(ich) - 1))
+        h = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
+        tiled.hessp_tiled(T, ich, P, Q, dP, dQ, b, c, db, dc, 3.0, w_u, w_u, w_i, w_i, True, mode, *h, *scratch)
+        return loss, out, h
 
-    serial_out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
-    serial_loss = coo.grad_serial(R.user_indptr, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True, False,
-                                  *serial_out)
-    l1, o1 = run(1)
-    l3, o3 = run(3)
-    l3b, o3b = run(3)
-    assert l3 == l3b
-    for a, b_ in zip(o3, o3b):
-        np.testing.assert_array_equal(a, b_)
-    for loss, out in [(l1, o1), (l3, o3)]:
-        assert abs(loss - serial_loss) <= 1e-12 * abs(serial_loss)
-        for a, b_ in zip(out, serial_out):
-            assert relerr(a, b_) <= 1e-12
+    for mode in (0, 1):
+        serial_out = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
+        serial_loss = coo.grad_serial(R.user_indptr, R.items, R.values, P, Q, b, c, 3.0, w_u, w_u, w_i, w_i, True,
+                                      False, *serial_out)
+        serial_h = [np.empty_like(P), np.empty_like(Q), np.empty_like(b), np.empty_like(c)]
+        coo.hessp_serial(R.user_indptr, R.items, R.values, P, Q, dP, dQ, b, c, db, dc, 3.0, w_u, w_u, w_i, w_i,
+                         True, mode, *serial_h)
+        l1, o1, h1 = run(1, mode)
+        l3, o3, h3 = run(3, mode)
+        l3b, o3b, h3b = run(3, mode)
+        assert l3 == l3b
+        for a, b_ in zip(o3 + h3, o3b + h3b):
+            np.testing.assert_array_equal(a, b_)
+        for loss, out, h in [(l1, o1, h1), (l3, o3, h3)]:
+            assert abs(loss - serial_loss) <= 1e-12 * abs(serial_loss)
+            for a, b_ in zip(out + h, serial_out + serial_h):
+                assert relerr(a, b_) <= 1e-12
 
 
 def test_coo_and_csr_agree():

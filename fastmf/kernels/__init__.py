@@ -4,8 +4,9 @@
   triplets, item-major copy): loss + gradient, Hessian-vector products, diagonal of
   the Gauss-Newton matrix, residuals; serial and parallel (``prange`` over chunks of
   equal rating count, bit-identical to serial).
-* :mod:`fastmf.kernels.coo` -- one pass over the canonical triplets; the parallel
-  variant uses per-block item buffers reduced in a fixed order.
+* :mod:`fastmf.kernels.coo` -- one serial pass over the canonical triplets.
+* :mod:`fastmf.kernels.tiled` -- the same fused pass in parallel over a cache-tiled
+  copy of the triplets, with per-block item buffers reduced in a fixed order.
 * :mod:`fastmf.kernels._chunks` -- :func:`balanced_chunks` load balancing.
 * :mod:`fastmf.kernels.predict` -- prediction / RMSE (shared with the solvers).
 

@@ -20,18 +20,11 @@ and the loss :math:`\tfrac12\sum e^2` (or :math:`-\sum s\,p_u^\top q_i`) plus th
 penalties, accumulated in float64.  Hessian-vector products: ``mode`` 0
 (Gauss-Newton), 1 (exact, squared loss), 2 (sign loss), as in the CSR module.
 
-Parallel scheme (race-free, deterministic): the ratings are cut into ``nb`` blocks at
-*user* boundaries (``ubounds``, row boundaries from
-:func:`~fastmf.kernels._chunks.balanced_chunks` on ``user_indptr``).  ``prange`` over
-blocks: block ``t`` owns its users' rows of the P-side outputs and scatters its
-Q-side contributions into its own buffer ``bufQ[t]``, ``bufc[t]``; a second ``prange``
-over item chunks (``ichunks``) owns item rows and adds the buffers in the fixed order
-``t = 0, 1, ..., nb-1``.  Results depend on ``nb`` (use one block per thread) but not on
-scheduling: the same inputs and ``nb`` give bit-identical results.  Nothing is
-allocated inside a ``prange`` body.
+The serial kernels here walk the canonical order and are the reference for the
+parallel ones in :mod:`fastmf.kernels.tiled`, which run the same loops over a
+cache-tiled copy of the triplets (per-thread item buffers reduced in a fixed order).
 
-Memory: no extra memory per rating; the parallel kernels need ``nb * n_items * (k + 1)``
-floats of buffers (passed in).
+Memory: no extra memory per rating.
 """
 
 from __future__ import annotations
@@ -44,9 +37,7 @@ from .csr import _dot
 
 __all__ = [
     "grad_serial",
-    "grad_parallel",
     "hessp_serial",
-    "hessp_parallel",
     "diag_serial",
     "residuals_coo",
 ]
@@ -140,60 +131,6 @@ def grad_serial(user_indptr, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_
 
 
 @numba.njit(**_OPTS)
-def _zero_buffers(bQ, bc):
-    """Zero one block's scatter buffers (its own, so no race)."""
-    zero = bQ.dtype.type(0)
-    for i in range(bQ.shape[0]):
-        for f in range(bQ.shape[1]):
-            bQ[i, f] = zero
-        bc[i] = zero
-
-
-@numba.njit(**_OPTS)
-def _reduce_items(i0, i1, bufQ, bufc, use_biases, gQ, gc):
-    """``gQ[i] += sum_t bufQ[t, i]`` (and ``gc``) for items ``i0:i1``, in the fixed order t = 0, 1, ..."""
-    nb = bufQ.shape[0]
-    k = gQ.shape[1]
-    for i in range(i0, i1):
-        gQi = gQ[i]
-        for t in range(nb):
-            bQi = bufQ[t, i]
-            for f in range(k):
-                gQi[f] += bQi[f]
-            if use_biases:
-                gc[i] += bufc[t, i]
-
-
-@numba.njit(parallel=True, **_OPTS)
-def grad_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, b, c, mu, regw_u, regbw_u, regw_i,
-                  regbw_i, use_biases, sign, gP, gQ, gb, gc, bufQ, bufc, rows, loss_parts, item_parts):
-    """Parallel loss and gradient (per-block buffers, fixed-order reduction); returns the loss.
-
-    ``bufQ`` (nb, n_items, k), ``bufc`` (nb, n_items), ``rows`` (nb, k), ``loss_parts``
-    (nb,) and ``item_parts`` (number of item chunks,) are scratch space with
-    ``nb = len(ubounds) - 1``.
-    """
-    nb = ubounds.shape[0] - 1
-    for t in prange(nb):
-        bQ = bufQ[t]
-        bc = bufc[t]
-        _zero_buffers(bQ, bc)
-        pen = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
-        loss_parts[t] = pen + _grad_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals,
-                                          P, Q, b, c, mu, use_biases, sign, gP, gb, bQ, bc, rows[t])
-    nic = ichunks.shape[0] - 1
-    for ch in prange(nic):
-        item_parts[ch] = _reg_rows(ichunks[ch], ichunks[ch + 1], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
-        _reduce_items(ichunks[ch], ichunks[ch + 1], bufQ, bufc, use_biases, gQ, gc)
-    total = 0.0
-    for t in range(nb):
-        total += loss_parts[t]
-    for ch in range(nic):
-        total += item_parts[ch]
-    return total
-
-
-@numba.njit(**_OPTS)
 def _hessp_init(r0, r1, dA, da, regw, regbw, use_biases, H, hb):
     k = dA.shape[1]
     for r in range(r0, r1):
@@ -271,23 +208,6 @@ def hessp_serial(user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_
     row = np.empty(P.shape[1], dtype=P.dtype)
     _hessp_block(0, P.shape[0], user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
                  hP, hb, hQ, hc, row)
-
-
-@numba.njit(parallel=True, **_OPTS)
-def hessp_parallel(ubounds, user_indptr, ichunks, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_u,
-                   regbw_u, regw_i, regbw_i, use_biases, mode, hP, hQ, hb, hc, bufQ, bufc, rows):
-    """Parallel Hessian-vector product (per-block buffers, fixed-order reduction)."""
-    nb = ubounds.shape[0] - 1
-    for t in prange(nb):
-        bQ = bufQ[t]
-        bc = bufc[t]
-        _zero_buffers(bQ, bc)
-        _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
-        _hessp_block(ubounds[t], ubounds[t + 1], user_indptr, items, vals, P, Q, dP, dQ,
-                     b, c, db, dc, mu, use_biases, mode, hP, hb, bQ, bc, rows[t])
-    for ch in prange(ichunks.shape[0] - 1):
-        _hessp_init(ichunks[ch], ichunks[ch + 1], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
-        _reduce_items(ichunks[ch], ichunks[ch + 1], bufQ, bufc, use_biases, hQ, hc)
 
 
 @numba.njit(**_OPTS)

@@ -1,0 +1,485 @@
+r"""Tiled COO kernels: the parallel loss, gradient and Hessian-vector products.
+
+The fused COO pass (:mod:`fastmf.kernels.coo`) reads each rating once and scatters
+its item-side contribution into ``Q``-shaped buffers.  On ML-20M shapes those item
+rows (``Q``, the buffer, and ``dQ`` for a Hessian product: 3.5 MB each at rank 32 in
+float32) do not fit in a core's L2 cache, and the scatter runs at L3 latency.  This
+module reorders each thread's ratings into *tiles*:
+
+* the users of thread block ``t`` (``ubounds[t]:ubounds[t+1]``, balanced by rating
+  count) are cut into groups of at most ``tile_users`` consecutive users;
+* within a group, ratings are ordered by item tile (``item // tile_items``), then user,
+  then item.  A *segment* is the run of one user's ratings inside one item tile.
+
+Inside a tile the item rows touched (``tile_items * rank`` floats of ``Q`` and of the
+buffer, 256 KiB each by default) stay in L2 while the users stream past in order.
+Each segment accumulates its user's row in a scratch row (L1) and adds it to the
+output once.  The maths are those of :mod:`fastmf.kernels.coo`; only the summation
+order differs.
+
+Layout (:func:`build_tiles`): ``seg_user`` (int32, user of each segment),
+``seg_ptr`` (int64, ratings of segment ``s`` are ``seg_ptr[s]:seg_ptr[s+1]``),
+``tile_items`` / ``tile_vals`` (item code and value of each rating, tiled order) and
+``seg_bounds`` (int64, segments of thread block ``t`` are
+``seg_bounds[t]:seg_bounds[t+1]``).  Extra memory: 8 bytes per rating in float32
+(12 in float64) plus 12 bytes per segment; the segments number at most
+``nnz`` and, on ML-20M shapes, about a tenth of it.
+
+Kernel structure (race-free, deterministic): ``prange`` over thread blocks, block
+``t`` owns its users' rows and scatters item-side terms into its own buffer
+``bufQ[t]``; a second ``prange`` over item chunks owns item rows and adds the buffers
+in the fixed order ``t = 0, 1, ...``.  Same inputs and block count give bit-identical
+results.  The hot loop is written inside the ``prange`` body, with two-dimensional
+(and three-dimensional, for the buffers) indexing and no array views or calls:
+numba then proves the arrays do not alias and marks them ``noalias``, which lets LLVM
+drop its runtime overlap checks (about 15% on ML-20M).  Two ratings of a segment are
+processed per step (shared loads of the user's rows and half the scratch-row
+updates: about 9% more).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .coo import _reg_rows, _hessp_init
+
+__all__ = ["tile_shape", "build_tiles", "grad_tiled", "hessp_tiled"]
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+_FAST = {"reassoc", "contract"}
+
+#: Bytes of ``Q`` rows per item tile (plus as much again of buffer): a quarter of a
+#: 1 MiB L2 each.
+TILE_ITEM_BYTES = 256 * 1024
+#: Bytes of ``P`` rows per user group.
+TILE_USER_BYTES = 2 * 1024 * 1024
+
+
+def tile_shape(rank: int, itemsize: int) -> tuple[int, int]:
+    """``(tile_users, tile_items)`` for factors of ``rank`` entries of ``itemsize`` bytes.
+
+    ``tile_items = 256 KiB / (rank * itemsize)`` (2,048 items at rank 32 in float32)
+    and ``tile_users = 2 MiB / (rank * itemsize)`` (16,384 users), each at least 64.
+    They were chosen on the ML-20M shape (rank 32, one thread): tiles of 2,048 items
+    and 16,384 users took 300 ms against 403 ms for the untiled order; 4,096 x 2,048
+    took 344 ms, 8,192 x 4,096 325 ms.
+    """
+    row = max(1, int(rank) * int(itemsize))
+    return max(64, TILE_USER_BYTES // row), max(64, TILE_ITEM_BYTES // row)
+
+
+def _groups(ubounds: np.ndarray, tile_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """User boundaries of the groups (each block cut into near-equal groups of at most
+    ``tile_users`` users) and, per block, its first group."""
+    gb = [0]
+    first = [0]
+    for t in range(len(ubounds) - 1):
+        u0, u1 = int(ubounds[t]), int(ubounds[t + 1])
+        ng = max(1, -(-(u1 - u0) // tile_users))
+        cuts = u0 + (np.arange(1, ng + 1, dtype=np.int64) * (u1 - u0)) // ng
+        gb.extend(int(x) for x in cuts)
+        first.append(len(gb) - 1)
+    return np.asarray(gb, dtype=np.int64), np.asarray(first, dtype=np.int64)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _count_segments(gbounds, user_indptr, items, tile_items, nseg):
+    """``nseg[g]`` = number of (user, item tile) segments of group ``g``."""
+    for g in prange(gbounds.shape[0] - 1):
+        s = 0
+        for u in range(gbounds[g], gbounds[g + 1]):
+            last = -1
+            for j in range(user_indptr[u], user_indptr[u + 1]):
+                tile = items[j] // tile_items
+                if tile != last:
+                    s += 1
+                    last = tile
+        nseg[g] = s
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _fill_tiles(gbounds, seg_off, user_indptr, items, vals, tile_items, n_tiles, rcount, scount,
+                seg_user, seg_ptr, t_items, t_vals):
+    """Write the tiled order of every group (``prange`` over groups; each writes its own range).
+
+    ``rcount``/``scount`` (n_groups, n_tiles) int64 are scratch: per tile, the group's
+    rating and segment counts, then the running write positions.
+    """
+    for g in prange(gbounds.shape[0] - 1):
+        u0 = gbounds[g]
+        u1 = gbounds[g + 1]
+        rc = rcount[g]
+        sc = scount[g]
+        for tt in range(n_tiles):
+            rc[tt] = 0
+            sc[tt] = 0
+        for u in range(u0, u1):
+            last = -1
+            for j in range(user_indptr[u], user_indptr[u + 1]):
+                tile = items[j] // tile_items
+                rc[tile] += 1
+                if tile != last:
+                    sc[tile] += 1
+                    last = tile
+        # exclusive prefix sums -> write positions (ratings from the group's first
+        # canonical position: a group's ratings keep their range, only permuted)
+        rpos = user_indptr[u0]
+        spos = seg_off[g]
+        for tt in range(n_tiles):
+            r = rc[tt]
+            s = sc[tt]
+            rc[tt] = rpos
+            sc[tt] = spos
+            rpos += r
+            spos += s
+        for u in range(u0, u1):
+            j = user_indptr[u]
+            end = user_indptr[u + 1]
+            while j < end:
+                tile = items[j] // tile_items
+                s = sc[tile]
+                sc[tile] = s + 1
+                r = rc[tile]
+                seg_user[s] = u
+                seg_ptr[s] = r
+                while j < end and items[j] // tile_items == tile:
+                    t_items[r] = items[j]
+                    t_vals[r] = vals[j]
+                    r += 1
+                    j += 1
+                rc[tile] = r
+    if seg_user.shape[0] > 0:
+        seg_ptr[seg_user.shape[0]] = user_indptr[gbounds[gbounds.shape[0] - 1]]
+
+
+def build_tiles(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray, ubounds: np.ndarray,
+                n_items: int, tile_users: int, tile_items: int) -> dict:
+    """Tiled copy of canonical triplets for the parallel kernels (see the module docstring).
+
+    Parameters
+    ----------
+    user_indptr : int64 (m + 1,)
+        CSR row pointer of the canonical (user, item)-sorted triplets.
+    items : int32 (nnz,)
+    vals : float32 or float64 (nnz,)
+        Item codes and values in canonical order.
+    ubounds : int64 (nb + 1,)
+        User boundaries of the thread blocks (from :func:`balanced_chunks`).
+    n_items, tile_users, tile_items : int
+
+    Returns
+    -------
+    dict with ``seg_user`` (int32), ``seg_ptr`` (int64, n_seg + 1), ``items`` (int32),
+    ``values`` (vals' dtype), ``seg_bounds`` (int64, nb + 1), ``ubounds`` and the tile
+    sizes.  O(nnz) time (two parallel passes), nothing of size m x n.
+    """
+    gbounds, first = _groups(np.asarray(ubounds, dtype=np.int64), int(tile_users))
+    ng = len(gbounds) - 1
+    n_tiles = max(1, -(-int(n_items) // int(tile_items)))
+    nseg = np.zeros(ng, dtype=np.int64)
+    _count_segments(gbounds, user_indptr, items, np.int32(tile_items), nseg)
+    seg_off = np.zeros(ng + 1, dtype=np.int64)
+    np.cumsum(nseg, out=seg_off[1:])
+    total = int(seg_off[-1])
+    seg_user = np.empty(total, dtype=np.int32)
+    seg_ptr = np.empty(total + 1, dtype=np.int64)
+    seg_ptr[0] = 0
+    t_items = np.empty_like(items)
+    t_vals = np.empty_like(vals)
+    _fill_tiles(gbounds, seg_off, user_indptr, items, vals, np.int32(tile_items), n_tiles,
+                np.empty((ng, n_tiles), dtype=np.int64), np.empty((ng, n_tiles), dtype=np.int64),
+                seg_user, seg_ptr, t_items, t_vals)
+    return {
+        "seg_user": seg_user,
+        "seg_ptr": seg_ptr,
+        "items": t_items,
+        "values": t_vals,
+        "seg_bounds": np.ascontiguousarray(seg_off[first]),
+        "ubounds": np.asarray(ubounds, dtype=np.int64),
+        "tile_users": int(tile_users),
+        "tile_items": int(tile_items),
+    }
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _prepare_blocks(ubounds, P, b, regw, regbw, use_biases, G, gb, bufQ, bufc, pen_parts):
+    """Zero each block's buffers and write the penalty part of its users' rows (``G = λ w P``)."""
+    nb = ubounds.shape[0] - 1
+    for t in prange(nb):
+        bQ = bufQ[t]
+        bc = bufc[t]
+        zero = bQ.dtype.type(0)
+        for i in range(bQ.shape[0]):
+            for f in range(bQ.shape[1]):
+                bQ[i, f] = zero
+            bc[i] = zero
+        pen_parts[t] = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw, regbw, use_biases, G, gb)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _finish_items(ichunks, Q, c, regw, regbw, use_biases, bufQ, bufc, G, gc, item_parts, penalty):
+    """Item rows: ``G = λ w Q + Σ_t bufQ[t]`` in the fixed order t = 0, 1, ... (and biases).
+
+    With ``penalty`` false ``Q``/``c`` hold the direction and ``G = λ w dQ + Σ_t bufQ[t]``
+    (the Hessian product); ``item_parts`` gets the penalty values of the chunks.
+    """
+    nb = bufQ.shape[0]
+    k = G.shape[1]
+    for ch in prange(ichunks.shape[0] - 1):
+        i0 = ichunks[ch]
+        i1 = ichunks[ch + 1]
+        if penalty:
+            item_parts[ch] = _reg_rows(i0, i1, Q, c, regw, regbw, use_biases, G, gc)
+        else:
+            _hessp_init(i0, i1, Q, c, regw, regbw, use_biases, G, gc)
+        for i in range(i0, i1):
+            for t in range(nb):
+                for f in range(k):
+                    G[i, f] += bufQ[t, i, f]
+                if use_biases:
+                    gc[i] += bufc[t, i]
+
+
+@numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
+def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_biases, sign,
+               gP, gb, bufQ, bufc, rows, loss_parts):
+    """Data part of the loss and gradient, block ``t`` scattering into ``bufQ[t]``.
+
+    ``gP``/``gb`` must hold the penalty part already (:func:`_prepare_blocks`);
+    ``loss_parts[t]`` receives block ``t``'s data loss.  Inline hot loop, no views: see
+    the module docstring.
+    """
+    nb = seg_bounds.shape[0] - 1
+    k = P.shape[1]
+    for t in prange(nb):
+        zero = P.dtype.type(0)
+        loss = 0.0
+        for s in range(seg_bounds[t], seg_bounds[t + 1]):
+            u = seg_user[s]
+            j = seg_ptr[s]
+            end = seg_ptr[s + 1]
+            for f in range(k):
+                rows[t, f] = zero
+            base = mu
+            if use_biases:
+                base = mu + b[u]
+            gbu = zero
+            while j + 1 < end:
+                i = items[j]
+                i2 = items[j + 1]
+                d = zero
+                d2 = zero
+                for f in range(k):
+                    d += P[u, f] * Q[i, f]
+                    d2 += P[u, f] * Q[i2, f]
+                if sign:
+                    e = vals[j]
+                    e2 = vals[j + 1]
+                    loss -= np.float64(e) * np.float64(d) + np.float64(e2) * np.float64(d2)
+                else:
+                    p1 = base + d
+                    p2 = base + d2
+                    if use_biases:
+                        p1 += c[i]
+                        p2 += c[i2]
+                    e = vals[j] - p1
+                    e2 = vals[j + 1] - p2
+                    loss += 0.5 * (np.float64(e) * np.float64(e) + np.float64(e2) * np.float64(e2))
+                for f in range(k):
+                    rows[t, f] -= e * Q[i, f] + e2 * Q[i2, f]
+                for f in range(k):
+                    bufQ[t, i, f] -= e * P[u, f]
+                    bufQ[t, i2, f] -= e2 * P[u, f]
+                gbu -= e + e2
+                if use_biases:
+                    bufc[t, i] -= e
+                    bufc[t, i2] -= e2
+                j += 2
+            if j < end:
+                i = items[j]
+                d = zero
+                for f in range(k):
+                    d += P[u, f] * Q[i, f]
+                if sign:
+                    e = vals[j]
+                    loss -= np.float64(e) * np.float64(d)
+                else:
+                    p1 = base + d
+                    if use_biases:
+                        p1 += c[i]
+                    e = vals[j] - p1
+                    loss += 0.5 * np.float64(e) * np.float64(e)
+                for f in range(k):
+                    rows[t, f] -= e * Q[i, f]
+                for f in range(k):
+                    bufQ[t, i, f] -= e * P[u, f]
+                gbu -= e
+                if use_biases:
+                    bufc[t, i] -= e
+            for f in range(k):
+                gP[u, f] += rows[t, f]
+            if use_biases:
+                gb[u] += gbu
+        loss_parts[t] = loss
+
+
+def grad_tiled(tiles, ichunks, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign,
+               gP, gQ, gb, gc, bufQ, bufc, rows, loss_parts, item_parts) -> float:
+    """Loss and full gradient over a tiled layout (:func:`build_tiles`); returns the loss.
+
+    Three parallel regions: zero buffers + user penalties, the tiled data pass, and
+    the item rows (penalty + fixed-order buffer reduction).  ``bufQ`` (nb, n, k),
+    ``bufc`` (nb, n), ``rows`` (nb, >= k), ``loss_parts`` (nb,) and ``item_parts``
+    (len(ichunks) - 1,) are scratch; ``nb = len(tiles["ubounds"]) - 1``.  The loss is
+    summed in float64 in a fixed order.
+    """
+    ub = tiles["ubounds"]
+    nb = len(ub) - 1
+    pen = np.empty(nb)
+    _prepare_blocks(ub, P, b, regw_u, regbw_u, use_biases, gP, gb, bufQ, bufc, pen)
+    _grad_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
+               P, Q, b, c, mu, use_biases, sign, gP, gb, bufQ, bufc, rows, loss_parts)
+    _finish_items(ichunks, Q, c, regw_i, regbw_i, use_biases, bufQ, bufc, gQ, gc, item_parts, True)
+    total = 0.0
+    for t in range(nb):
+        total += float(pen[t]) + float(loss_parts[t])
+    for ch in range(len(item_parts)):
+        total += float(item_parts[ch])
+    return total
+
+
+@numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
+def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
+                hP, hb, bufQ, bufc, rows):
+    """Data part of the Hessian-vector product, block ``t`` scattering into ``bufQ[t]``.
+
+    ``mode`` 0: Gauss-Newton, 1: exact (squared loss), 2: sign loss (``vals`` hold the
+    signs), as in :mod:`fastmf.kernels.coo`.  ``hP``/``hb`` must hold the penalty part.
+    """
+    nb = seg_bounds.shape[0] - 1
+    k = P.shape[1]
+    for t in prange(nb):
+        zero = P.dtype.type(0)
+        for s in range(seg_bounds[t], seg_bounds[t + 1]):
+            u = seg_user[s]
+            j = seg_ptr[s]
+            end = seg_ptr[s + 1]
+            for f in range(k):
+                rows[t, f] = zero
+            hbu = zero
+            if mode == 2:
+                for jj in range(j, end):
+                    i = items[jj]
+                    sv = vals[jj]
+                    for f in range(k):
+                        rows[t, f] -= sv * dQ[i, f]
+                    for f in range(k):
+                        bufQ[t, i, f] -= sv * dP[u, f]
+                for f in range(k):
+                    hP[u, f] += rows[t, f]
+                continue
+            base = mu
+            dbu = zero
+            if use_biases:
+                base = mu + b[u]
+                dbu = db[u]
+            while j + 1 < end:
+                i = items[j]
+                i2 = items[j + 1]
+                x1 = zero
+                x2 = zero
+                for f in range(k):
+                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
+                    x2 += dP[u, f] * Q[i2, f] + P[u, f] * dQ[i2, f]
+                if use_biases:
+                    x1 += dbu + dc[i]
+                    x2 += dbu + dc[i2]
+                if mode == 1:
+                    d = zero
+                    d2 = zero
+                    for f in range(k):
+                        d += P[u, f] * Q[i, f]
+                        d2 += P[u, f] * Q[i2, f]
+                    p1 = base + d
+                    p2 = base + d2
+                    if use_biases:
+                        p1 += c[i]
+                        p2 += c[i2]
+                    e = vals[j] - p1
+                    e2 = vals[j + 1] - p2
+                    for f in range(k):
+                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f] - e * dQ[i, f] - e2 * dQ[i2, f]
+                    for f in range(k):
+                        bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
+                        bufQ[t, i2, f] += x2 * P[u, f] - e2 * dP[u, f]
+                else:
+                    for f in range(k):
+                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f]
+                    for f in range(k):
+                        bufQ[t, i, f] += x1 * P[u, f]
+                        bufQ[t, i2, f] += x2 * P[u, f]
+                hbu += x1 + x2
+                if use_biases:
+                    bufc[t, i] += x1
+                    bufc[t, i2] += x2
+                j += 2
+            if j < end:
+                i = items[j]
+                x1 = zero
+                for f in range(k):
+                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
+                if use_biases:
+                    x1 += dbu + dc[i]
+                if mode == 1:
+                    d = zero
+                    for f in range(k):
+                        d += P[u, f] * Q[i, f]
+                    p1 = base + d
+                    if use_biases:
+                        p1 += c[i]
+                    e = vals[j] - p1
+                    for f in range(k):
+                        rows[t, f] += x1 * Q[i, f] - e * dQ[i, f]
+                    for f in range(k):
+                        bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
+                else:
+                    for f in range(k):
+                        rows[t, f] += x1 * Q[i, f]
+                    for f in range(k):
+                        bufQ[t, i, f] += x1 * P[u, f]
+                hbu += x1
+                if use_biases:
+                    bufc[t, i] += x1
+            for f in range(k):
+                hP[u, f] += rows[t, f]
+            if use_biases:
+                hb[u] += hbu
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _prepare_hessp(ubounds, dP, db, regw, regbw, use_biases, H, hb, bufQ, bufc):
+    """Zero each block's buffers and write the penalty part ``H = λ w dP`` of its users' rows."""
+    for t in prange(ubounds.shape[0] - 1):
+        bQ = bufQ[t]
+        bc = bufc[t]
+        zero = bQ.dtype.type(0)
+        for i in range(bQ.shape[0]):
+            for f in range(bQ.shape[1]):
+                bQ[i, f] = zero
+            bc[i] = zero
+        _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw, regbw, use_biases, H, hb)
+
+
+def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases,
+                mode, hP, hQ, hb, hc, bufQ, bufc, rows) -> None:
+    """Hessian-vector product over a tiled layout (:func:`build_tiles`); writes ``hP, hQ, hb, hc``.
+
+    Same three parallel regions and scratch as :func:`grad_tiled`.
+    """
+    ub = tiles["ubounds"]
+    _prepare_hessp(ub, dP, db, regw_u, regbw_u, use_biases, hP, hb, bufQ, bufc)
+    _hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
+                P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, bufQ, bufc, rows)
+    _finish_items(ichunks, dQ, dc, regw_i, regbw_i, use_biases, bufQ, bufc, hQ, hc, np.empty(0), False)
