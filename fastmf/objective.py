@@ -21,6 +21,7 @@ from ._validation import check_choice, check_dtype, check_nonnegative_float, che
 from .data.ratings import Ratings
 from .kernels import coo as _coo
 from .kernels import tiled as _tiled
+from .kernels import _vec
 from .kernels import csr as _csr
 from .kernels._chunks import balanced_chunks
 
@@ -362,11 +363,16 @@ class MFObjective:
 
     def _set_x(self, x: np.ndarray) -> None:
         last = self._x_last
-        if last is not None and last.dtype == x.dtype and np.array_equal(last, x):
-            return
-        self._x_last = None  # stay consistent if the cast below fails
-        self._theta[:] = x
-        self._x_last = np.array(x, copy=True)
+        if (last is not None and last.dtype == x.dtype and x.dtype.kind == "f"
+                and x.flags.c_contiguous and last.flags.c_contiguous):
+            # same float dtype as last time: compare and copy only the chunks that changed
+            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                if not _vec.sync_changed(x, last, self._theta, 64):
+                    return
+        else:
+            self._x_last = None  # stay consistent if the cast below fails
+            self._theta[:] = x
+            self._x_last = np.array(x, copy=True)
         self._fg_valid = False
         self._resid = None
         self._diag = None

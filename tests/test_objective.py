@@ -115,6 +115,18 @@ def test_cache_counters_and_no_mutation(small):
     assert obj.n_evaluations == 2
     x[0] -= 0.5
     assert obj.fun(x) == f
+    # a change anywhere (last entry: last comparison chunk) is seen; NaN never matches the cache
+    x[-1] += 0.25
+    assert obj.fun(x) != f
+    x[-1] -= 0.25
+    assert obj.fun(x) == f
+    evals = obj.n_evaluations
+    x_nan = x.copy()
+    x_nan[len(x) // 2] = np.nan
+    assert np.isnan(obj.fun(x_nan)) and np.isnan(obj.fun(x_nan))
+    assert obj.n_evaluations == evals + 2
+    assert obj.fun(x.astype(np.float32)) == pytest.approx(f, rel=1e-6)  # another dtype: copied afresh
+    assert obj.fun(x) == f
     obj.reset_counters()
     assert (obj.nfev, obj.njev, obj.nhessp, obj.n_evaluations) == (0, 0, 0, 0)
 
