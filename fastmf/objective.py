@@ -367,7 +367,7 @@ class MFObjective:
                 and x.flags.c_contiguous and last.flags.c_contiguous):
             # same float dtype as last time: compare and copy only the chunks that changed
             with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                if not _vec.sync_changed(x, last, self._theta, 64):
+                if not _vec.sync_changed(x, last, self._theta):
                     return
         else:
             self._x_last = None  # stay consistent if the cast below fails

@@ -5,32 +5,43 @@ from __future__ import annotations
 import numba
 from numba import prange
 
-__all__ = ["sync_changed"]
+__all__ = ["sync_changed", "PARALLEL_MIN_SIZE"]
+
+#: Below this many entries :func:`sync_changed` runs on the calling thread (a parallel
+#: region costs more than the comparison).
+PARALLEL_MIN_SIZE = 1 << 20
+
+
+@numba.njit(cache=True, nogil=True)
+def _sync_chunk(x, last, theta, i0, i1):
+    for i in range(i0, i1):
+        if not (x[i] == last[i]):
+            for j in range(i0, i1):
+                last[j] = x[j]
+                theta[j] = x[j]
+            return True
+    return False
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def sync_changed(x, last, theta, n_chunks):
+def _sync_parallel(x, last, theta, n_chunks):
+    n = x.shape[0]
+    changed = 0
+    for ch in prange(n_chunks):
+        if _sync_chunk(x, last, theta, (ch * n) // n_chunks, ((ch + 1) * n) // n_chunks):
+            changed += 1
+    return changed > 0
+
+
+def sync_changed(x, last, theta) -> bool:
     """Compare ``x`` with ``last`` chunk by chunk and copy the chunks that differ.
 
     For every chunk where ``x`` and ``last`` differ (a NaN always differs), the chunk
     is copied into ``last`` and, cast, into ``theta``; equal chunks are left alone
     (``theta`` already holds them).  Returns whether anything changed.  One read of
-    both vectors when nothing changed, against three passes for
-    ``array_equal`` + cast + copy.
+    both vectors when nothing changed, against three passes for ``array_equal`` +
+    cast + copy; parallel over 64 chunks from :data:`PARALLEL_MIN_SIZE` entries.
     """
-    n = x.shape[0]
-    changed = 0
-    for ch in prange(n_chunks):
-        i0 = (ch * n) // n_chunks
-        i1 = ((ch + 1) * n) // n_chunks
-        diff = False
-        for i in range(i0, i1):
-            if not (x[i] == last[i]):
-                diff = True
-                break
-        if diff:
-            for i in range(i0, i1):
-                last[i] = x[i]
-                theta[i] = x[i]
-            changed += 1
-    return changed > 0
+    if x.shape[0] >= PARALLEL_MIN_SIZE:
+        return bool(_sync_parallel(x, last, theta, 64))
+    return bool(_sync_chunk(x, last, theta, 0, x.shape[0]))
