@@ -90,7 +90,7 @@ class KernelsJac(_ObjectiveSuite):
 class KernelsLarge(_LossGradHessp, _ObjectiveSuite):
     """Headline configurations on the ML-10M and ML-20M shapes (loss+grad, jac, hessp)."""
 
-    params = [list(LARGE), ["csr"], ["float32"], [1, 2], [32]]
+    params = [list(LARGE), ["csr", "coo"], ["float32"], [1, 2], [32]]
     number = 1
     repeat = (1, 5, 30.0)
 
