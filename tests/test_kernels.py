@@ -285,3 +285,26 @@ def test_float32_hessp_kernel_has_no_float64_arithmetic():
     ir = fresh.inspect_llvm(sig)
     assert "fpext float" not in ir
     assert not re.search(r"f(add|sub|mul) double", ir)
+
+
+def test_float32_tiled_hessp_kernel_has_no_float64_arithmetic():
+    """The tiled parallel Hessian pass stays in float32 too (uncached copy, LLVM IR searched)."""
+    R = random_ratings(8, 6, 0.5, seed=1, dtype=np.float32)
+    f32 = np.float32
+    k = 3
+    P, Q, b, c = _side_args(R, k, f32, 0)
+    ub = balanced_chunks(R.user_indptr, 2)
+    nb = len(ub) - 1
+    T = tiled.build_tiles(R.user_indptr, R.items, R.values, ub, R.n_items, 4, 4)
+    fresh = numba.njit(parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})(
+        tiled._hessp_data.py_func)
+    H = np.zeros_like(P)
+    hb = np.zeros_like(b)
+    for mode in (0, 1, 2):
+        fresh(T["seg_bounds"], T["seg_user"], T["seg_ptr"], T["items"], T["values"], P, Q, P, Q, b, c, b, c,
+              f32(3.0), True, mode, H, hb, np.zeros((nb, R.n_items, k), f32), np.zeros((nb, R.n_items), f32),
+              np.zeros((nb, k), f32))
+    (sig,) = fresh.signatures
+    ir = fresh.inspect_llvm(sig)
+    assert "fpext float" not in ir
+    assert not re.search(r"f(add|sub|mul) double", ir)
