@@ -42,6 +42,24 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def _weighting(text: str):
+    """``--reg-weighting``: a name of :data:`fastmf._weights.REG_WEIGHTINGS` or an exponent."""
+    from ._weights import REG_WEIGHTINGS, reg_exponent
+
+    if text in REG_WEIGHTINGS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(sorted(REG_WEIGHTINGS))} or an exponent >= 0, got {text!r}") from None
+    try:
+        reg_exponent(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
 def _load_dataset(spec: str | None, dtype=np.float32):
     """A MovieLens name, a ratings file, or (None) the bundled ml-latest-small."""
     from .data.movielens import MOVIELENS_DATASETS, load_movielens, load_ratings_file
@@ -372,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--rank", type=int, default=32, help="number of latent factors (default 32)")
     f.add_argument("--reg", type=float, default=0.1, help="L2 weight of the factors (default 0.1)")
     f.add_argument("--reg-bias", type=float, default=None, help="L2 weight of the biases (default: --reg)")
-    f.add_argument("--reg-weighting", choices=("count", "uniform"), default="count",
-                   help="penalty weights per row: its rating count (default) or 1")
+    f.add_argument("--reg-weighting", type=_weighting, default="count", metavar="{count,sqrt-count,uniform,ALPHA}",
+                   help="penalty weight of each row: its rating count n (default), sqrt(n), 1, or n**ALPHA")
     f.add_argument("--no-biases", action="store_true", help="fit factors only (no user/item biases)")
     f.add_argument("--max-iter", type=int, default=None,
                    help="iterations (Newton, ALS) or epochs (SGD); default: the solver's")

@@ -73,6 +73,7 @@ import scipy.sparse as sp
 from ._io import atomic_open
 from ._packing import pack, unpack
 from ._threading import resolve_n_threads, thread_limit
+from ._weights import reg_exponent, row_weights
 from ._validation import (
     check_choice,
     check_dtype,
@@ -101,7 +102,6 @@ DEFAULT_BLOCK_SIZE = 1 << 22
 
 _SOLVERS = ("newton", "als", "sgd")
 _UNKNOWN = ("mean", "nan", "raise")
-_REG_WEIGHTING = ("uniform", "count")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -247,8 +247,10 @@ class MatrixFactorization:
         :math:`\lambda_b`, the L2 weight of the biases; defaults to ``reg``.
     biases : bool
         Fit user and item biases (and offset by the training mean :math:`\mu`).
-    reg_weighting : {"count", "uniform"}
-        Penalty row weights :math:`w_u = n_u` (ALS-WR style) or 1.
+    reg_weighting : {"uniform", "sqrt-count", "count"} or float >= 0
+        Penalty row weights :math:`w_u = n_u^{\alpha}`: α = 1 (``"count"``, ALS-WR style),
+        0.5 (``"sqrt-count"``), 0 (``"uniform"``) or the float given
+        (:mod:`fastmf._weights`).
     dtype : {np.float32, np.float64}
         Storage dtype of the ratings and the parameters.
     n_threads : int, optional
@@ -397,7 +399,8 @@ class MatrixFactorization:
         if not isinstance(self.biases, (bool, np.bool_)):
             raise TypeError(f"biases must be a bool, got {self.biases!r}")
         p["biases"] = bool(self.biases)
-        p["reg_weighting"] = check_choice(self.reg_weighting, "reg_weighting", _REG_WEIGHTING)
+        reg_exponent(self.reg_weighting)
+        p["reg_weighting"] = self.reg_weighting
         p["dtype"] = check_dtype(self.dtype)
         resolve_n_threads(self.n_threads)
         p["n_threads"] = self.n_threads
@@ -983,7 +986,7 @@ class MatrixFactorization:
         Q = self.item_factors_[codes].astype(np.float64)
         k = Q.shape[1]
         y = r - self.global_mean_
-        w = float(codes.shape[0]) if self.reg_weighting == "count" else 1.0
+        w = float(row_weights([codes.shape[0]], self.reg_weighting)[0])
         lam = float(self.reg)
         lam_b = lam if self.reg_bias is None else float(self.reg_bias)
         if self.user_biases_ is not None:

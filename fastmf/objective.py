@@ -19,6 +19,7 @@ from ._packing import unpack as _unpack
 from ._threading import resolve_n_threads, thread_limit
 from ._validation import check_choice, check_dtype, check_nonnegative_float, check_positive_int, check_random_state
 from .data.ratings import Ratings
+from ._weights import reg_exponent, row_weights
 from .kernels import coo as _coo
 from .kernels import tiled as _tiled
 from .kernels import _vec
@@ -123,7 +124,9 @@ class MFObjective:
         ``n_jobs``); applied per call with :func:`fastmf._threading.thread_limit`.
     hessian : {"gauss-newton", "exact"}
         Which matrix :meth:`hessp` multiplies by.
-    reg_weighting : {"uniform", "count"}
+    reg_weighting : {"uniform", "sqrt-count", "count"} or float >= 0
+        Row weights :math:`w_r = n_r^{\alpha}` of the penalties: α = 0 (``"uniform"``),
+        0.5 (``"sqrt-count"``), 1 (``"count"``) or the float given (:mod:`fastmf._weights`).
     mu : float or None
         Global offset :math:`\mu`; ``None``: the ratings' global mean with biases
         (squared loss), 0.0 otherwise.
@@ -199,7 +202,8 @@ class MFObjective:
         resolve_n_threads(n_threads)  # raises on a bad value
         self.n_threads = n_threads
         self.hessian = check_choice(hessian, "hessian", {"gauss-newton", "exact"})
-        self.reg_weighting = check_choice(reg_weighting, "reg_weighting", {"uniform", "count"})
+        reg_exponent(reg_weighting)  # raises on a bad value
+        self.reg_weighting = reg_weighting
         if mu is not None:
             if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not np.isfinite(float(mu)):
                 raise ValueError(f"mu must be None or a finite real number, got {mu!r}")
@@ -228,12 +232,8 @@ class MFObjective:
 
         ucount = np.diff(R.user_indptr)
         icount = np.bincount(R.items, minlength=n)
-        if self.reg_weighting == "count":
-            wu = ucount.astype(np.float64)
-            wi = icount.astype(np.float64)
-        else:
-            wu = np.ones(m)
-            wi = np.ones(n)
+        wu = row_weights(ucount, self.reg_weighting)
+        wi = row_weights(icount, self.reg_weighting)
         self._regw_u = (self.reg * wu).astype(dt)
         self._regw_i = (self.reg * wi).astype(dt)
         self._regbw_u = (self.reg_bias * wu).astype(dt)

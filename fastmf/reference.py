@@ -61,6 +61,7 @@ import numpy as np
 
 from ._packing import n_params as _n_params
 from ._packing import unpack as _unpack
+from ._weights import reg_exponent, row_weights
 from ._validation import check_choice, check_nonnegative_float, check_positive_int
 
 __all__ = ["DenseMF", "gradient_descent", "sign_matrix"]
@@ -96,8 +97,9 @@ class DenseMF:
     mu : float, optional
         Global offset; defaults to the mean observed rating with biases and 0 without.
     loss : {"squared", "sign"}
-    reg_weighting : {"uniform", "count"}
-        ``"count"`` multiplies each row's penalty by its number of ratings (ALS-WR).
+    reg_weighting : {"uniform", "sqrt-count", "count"} or float >= 0
+        Multiplies each row's penalty by :math:`n_r^{\alpha}`, its number of ratings to
+        the power α = 0, 0.5, 1 or the float given (:mod:`fastmf._weights`).
     """
 
     def __init__(
@@ -126,7 +128,8 @@ class DenseMF:
         self.reg = check_nonnegative_float(reg, "reg")
         self.reg_bias = self.reg if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
         self.loss = check_choice(loss, "loss", {"squared", "sign"})
-        self.reg_weighting = check_choice(reg_weighting, "reg_weighting", {"uniform", "count"})
+        reg_exponent(reg_weighting)
+        self.reg_weighting = reg_weighting
         if loss == "sign" and biases:
             raise ValueError("the sign loss has no biases: pass biases=False")
         self.biases = bool(biases)
@@ -136,12 +139,8 @@ class DenseMF:
         if mu is None:
             mu = float(self.R[M].mean()) if (biases and loss == "squared") else 0.0
         self.mu = float(mu)
-        if self.reg_weighting == "count":
-            self.wu = M.sum(axis=1).astype(np.float64)
-            self.wi = M.sum(axis=0).astype(np.float64)
-        else:
-            self.wu = np.ones(self.m)
-            self.wi = np.ones(self.n)
+        self.wu = row_weights(M.sum(axis=1), self.reg_weighting)
+        self.wi = row_weights(M.sum(axis=0), self.reg_weighting)
         self.S = sign_matrix(self.R, M) if loss == "sign" else None
 
     @classmethod

@@ -23,7 +23,7 @@ def random_ratings(rng, m=40, n=30, density=0.3, dtype=np.float64):
 
 
 @pytest.mark.parametrize("biases", [True, False])
-@pytest.mark.parametrize("weighting", ["uniform", "count"])
+@pytest.mark.parametrize("weighting", ["uniform", "count", "sqrt-count"])
 def test_each_half_step_is_the_exact_minimiser(rng, biases, weighting):
     r = random_ratings(rng)
     m, n, k = r.n_users, r.n_items, 3

@@ -220,7 +220,9 @@ def test_help_everywhere(sub, capsys):
 
 def test_usage_errors_exit_2(workdir, capsys):
     assert run([], workdir, check_rc=2).stderr.startswith("usage:")
-    for argv, text in ((["fit", "--solver", "bfgs"], "invalid choice"), (["predict", "model.npz"], "required")):
+    for argv, text in ((["fit", "--solver", "bfgs"], "invalid choice"), (["predict", "model.npz"], "required"),
+                       (["fit", "--reg-weighting", "log"], "sqrt-count"),
+                       (["fit", "--reg-weighting", "-1"], "exponent must be finite and >= 0")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and text in capsys.readouterr().err

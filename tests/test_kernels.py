@@ -123,11 +123,21 @@ def test_kernels_match_reference(fmt, parallel, dtype, biases, weighting, loss, 
     compare_to_reference(R, 4, dtype, fmt, parallel, biases, weighting, loss, hessian)
 
 
+@pytest.mark.parametrize("fmt,parallel", [("csr", True), ("coo", True), ("coo", False)])
+@pytest.mark.parametrize("weighting", ["sqrt-count", 0.3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_power_weightings_match_reference(fmt, parallel, weighting, dtype):
+    """w = n**alpha penalties (the dense reference computes its own weights from the mask)."""
+    R = random_ratings(17, 11, 0.35, seed=4)
+    for loss, biases, hess in [("squared", True, "exact"), ("squared", True, "gauss-newton"), ("sign", False, "exact")]:
+        compare_to_reference(R, 4, dtype, fmt, parallel, biases, weighting, loss, hess)
+
+
 @pytest.mark.parametrize("fmt", ["csr", "coo"])
 def test_diag_matches_reference_hessian_diagonal(fmt):
     R = random_ratings(9, 7, 0.4, seed=5)
     for loss, biases, hess in [("squared", True, "gauss-newton"), ("squared", False, "exact"), ("sign", False, "exact")]:
-        for w in ("uniform", "count"):
+        for w in ("uniform", "count", "sqrt-count"):
             kw = dict(reg=0.3, reg_bias=0.2, biases=biases, loss=loss, reg_weighting=w)
             ref = DenseMF.from_ratings(R, 3, **kw)
             obj = MFObjective(R, 3, dtype=np.float64, format=fmt, hessian=hess, **kw)

@@ -59,6 +59,7 @@ def test_init_stores_only_and_fit_validates(data):
         (dict(reg_bias=float("nan")), ValueError, "reg_bias"),
         (dict(biases="yes"), TypeError, "biases"),
         (dict(reg_weighting="rows"), ValueError, "reg_weighting"),
+        (dict(reg_weighting=-1.0), ValueError, "reg_weighting"),
         (dict(dtype=np.int32), TypeError, "dtype"),
         (dict(dtype="float16"), TypeError, "dtype"),
         (dict(n_threads=0), ValueError, "n_threads"),
@@ -310,7 +311,7 @@ def test_similar_items(model):
 
 
 # ---------------------------------------------------------------------------- fold-in
-@pytest.mark.parametrize("reg_weighting", ["count", "uniform"])
+@pytest.mark.parametrize("reg_weighting", ["count", "uniform", "sqrt-count", 0.3])
 @pytest.mark.parametrize("biases", [True, False])
 def test_fold_in_is_the_exact_row_minimiser(data, reg_weighting, biases):
     m = MatrixFactorization(rank=3, reg=0.3, reg_bias=0.2, biases=biases, reg_weighting=reg_weighting,

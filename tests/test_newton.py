@@ -275,6 +275,8 @@ def test_sign_loss_bound_count_weighting(rng):
     ci = np.maximum(r.item_counts, 1).astype(float)
     scaled = ref.S / np.sqrt(cu)[:, None] / np.sqrt(ci)[None, :]
     assert sign_loss_bound(r, "count") == pytest.approx(np.linalg.norm(scaled, 2), rel=1e-10)
+    scaled = ref.S / (cu ** 0.25)[:, None] / (ci ** 0.25)[None, :]
+    assert sign_loss_bound(r, "sqrt-count") == pytest.approx(np.linalg.norm(scaled, 2), rel=1e-10)
 
 
 # ----------------------------------------------------------------------------- the notebook problem

@@ -57,6 +57,10 @@ def ml100k(shared_data):
         (dict(n_threads="2"), TypeError, "n_threads"),
         (dict(hessian="bfgs"), ValueError, "hessian"),
         (dict(reg_weighting="log"), ValueError, "reg_weighting"),
+        (dict(reg_weighting=-0.5), ValueError, "reg_weighting"),
+        (dict(reg_weighting=float("nan")), ValueError, "reg_weighting"),
+        (dict(reg_weighting=True), TypeError, "reg_weighting"),
+        (dict(reg_weighting=None), TypeError, "reg_weighting"),
         (dict(mu=float("inf")), ValueError, "mu"),
         (dict(mu="3"), ValueError, "mu"),
         (dict(parallel="yes"), TypeError, "parallel"),
@@ -192,6 +196,8 @@ CASES = [
     dict(loss="squared", biases=True, hessian="exact", reg_weighting="uniform"),
     dict(loss="squared", biases=False, hessian="exact", reg_weighting="count"),
     dict(loss="sign", biases=False, hessian="exact", reg_weighting="uniform"),
+    dict(loss="squared", biases=True, hessian="exact", reg_weighting="sqrt-count"),
+    dict(loss="sign", biases=False, hessian="exact", reg_weighting=0.3),
 ]
 
 

@@ -12,6 +12,8 @@ CONFIGS = [
     dict(biases=True, loss="squared", reg_weighting="count"),
     dict(biases=False, loss="sign", reg_weighting="uniform"),
     dict(biases=False, loss="sign", reg_weighting="count"),
+    dict(biases=True, loss="squared", reg_weighting="sqrt-count"),
+    dict(biases=False, loss="sign", reg_weighting=0.3),
 ]
 
 

@@ -101,11 +101,11 @@ def test_same_seed_bit_identical_whatever_the_thread_count(small, kw):
 
 
 # ------------------------------------------------------------------ correctness
-@pytest.mark.parametrize("weighting", ["count", "uniform"])
+@pytest.mark.parametrize("weighting", ["count", "uniform", "sqrt-count"])
 @pytest.mark.parametrize("biases", [True, False])
 def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
     train, _ = small
-    reg = 0.05 if weighting == "count" else 1.0
+    reg = {"count": 0.05, "sqrt-count": 0.2, "uniform": 1.0}[weighting]
     res = sgd(train, 4, reg=reg, reg_bias=0.5 * reg, reg_weighting=weighting, biases=biases, dtype=np.float64,
               schedule="constant", learning_rate=0.03, n_epochs=30, progress=False, train_loss="exact")
     assert res.train_loss == "exact" and res.nfev == 31  # initial + one pass an epoch

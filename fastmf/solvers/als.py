@@ -40,7 +40,8 @@ import numpy as np
 
 from .._packing import pack
 from .._threading import resolve_n_threads, thread_limit
-from .._validation import check_choice, check_dtype, check_nonnegative_float, check_positive_int
+from .._weights import reg_exponent
+from .._validation import check_dtype, check_nonnegative_float, check_positive_int
 from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
 from ._base import (
     CallbackList,
@@ -172,7 +173,7 @@ def als(
 
     # validation (MFObjective checks rank, reg, reg_bias, biases, dtype, reg_weighting, mu, n_threads)
     check_dtype(dtype)
-    check_choice(reg_weighting, "reg_weighting", {"uniform", "count"})
+    reg_exponent(reg_weighting)
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     tol = check_nonnegative_float(tol, "tol")
     if max_time is not None:

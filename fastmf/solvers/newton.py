@@ -82,6 +82,7 @@ import scipy.sparse.linalg as spla
 
 from .._packing import pack
 from .._threading import thread_limit
+from .._weights import describe_weighting, reg_exponent, row_weights
 from .._validation import check_choice, check_nonnegative_float, check_positive_int
 from ._base import (
     CallbackList,
@@ -128,15 +129,15 @@ def sign_matrix_sparse(ratings) -> sp.csr_matrix:
 def sign_loss_bound(ratings, reg_weighting: str = "uniform") -> float:
     r"""Smallest :math:`\lambda` for which the sign loss is bounded below.
 
-    :math:`\sigma_{\max}(W_u^{-1/2} S W_i^{-1/2})` with :math:`W = I` (``"uniform"``) or
-    the rating counts (``"count"``).  Computed with ARPACK (``svds``, deterministic
+    :math:`\sigma_{\max}(W_u^{-1/2} S W_i^{-1/2})` with :math:`W` the diagonal of the
+    row weights (:func:`fastmf._weights.row_weights`: ones for ``"uniform"``, the rating
+    counts for ``"count"``, their square roots for ``"sqrt-count"``).  Computed with ARPACK (``svds``, deterministic
     start vector) on the sparse sign matrix, or densely when it has at most 10⁶ cells.
     """
-    check_choice(reg_weighting, "reg_weighting", {"uniform", "count"})
     S = sign_matrix_sparse(ratings)
-    if reg_weighting == "count":
-        cu = ratings.user_counts.astype(np.float64)
-        ci = ratings.item_counts.astype(np.float64)
+    if reg_exponent(reg_weighting) != 0.0:
+        cu = row_weights(ratings.user_counts, reg_weighting)
+        ci = row_weights(ratings.item_counts, reg_weighting)
         du = np.divide(1.0, np.sqrt(cu), out=np.zeros_like(cu), where=cu > 0)
         di = np.divide(1.0, np.sqrt(ci), out=np.zeros_like(ci), where=ci > 0)
         S = sp.diags(du) @ S @ sp.diags(di)
@@ -476,7 +477,7 @@ def _run(objective, x, hessp, structure, validation, callback_list, extra, *, gt
             msg = (
                 f"the sign loss is unbounded below because reg={structure.reg:g} < "
                 f"sigma_max(S)={bound:.6g} (largest singular value of the "
-                f"{'count-weighted ' if structure.reg_weighting == 'count' else ''}sign matrix); "
+                f"{'' if reg_exponent(structure.reg_weighting) == 0 else describe_weighting(structure.reg_weighting) + '-weighted '}sign matrix); "
                 f"use reg >= {bound:.6g}"
             )
             warnings.warn(msg, RuntimeWarning, stacklevel=3)

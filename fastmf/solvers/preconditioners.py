@@ -49,6 +49,7 @@ import numpy as np
 
 from .._packing import unpack
 from .._threading import resolve_n_threads
+from .._weights import row_weights
 from ..kernels.blocks import PIVOT_RTOL, apply_blocks, block_memory, factor_blocks, gn_diagonal, row_chunks
 
 __all__ = [
@@ -131,10 +132,9 @@ class ProblemStructure:
         return self.ratings.n_items
 
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """Regularisation weights ``(w_u, w_i)`` in ``dtype``: ones or rating counts."""
-        if self.reg_weighting == "count":
-            return (self.ratings.user_counts.astype(self.dtype), self.ratings.item_counts.astype(self.dtype))
-        return np.ones(self.n_users, dtype=self.dtype), np.ones(self.n_items, dtype=self.dtype)
+        """Regularisation weights ``(w_u, w_i)`` in ``dtype`` (:func:`fastmf._weights.row_weights`)."""
+        return (row_weights(self.ratings.user_counts, self.reg_weighting).astype(self.dtype),
+                row_weights(self.ratings.item_counts, self.reg_weighting).astype(self.dtype))
 
     def unpack(self, x):
         return unpack(x, self.n_users, self.n_items, self.rank, self.biases)

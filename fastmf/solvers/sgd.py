@@ -93,6 +93,7 @@ import numpy as np
 
 from .._packing import n_params, pack, unpack
 from .._threading import thread_limit
+from .._weights import reg_exponent, row_weights
 from .._validation import (
     check_choice,
     check_dtype,
@@ -120,7 +121,6 @@ logger = logging.getLogger("fastmf")
 
 _SCHEDULES = ("adaptive", "constant", "decay")
 _MODES = ("blocked", "hogwild")
-_WEIGHTINGS = ("count", "uniform")
 _TRAIN_LOSSES = ("running", "exact")
 DEFAULT_LEARNING_RATE = {"adaptive": 0.05, "constant": 0.01, "decay": 0.01}
 #: Byte alignment of the working factor matrices and row records (one cache line: a
@@ -321,8 +321,9 @@ def sgd(
         is the usual per-update SGD regulariser.
     reg_bias : float >= 0, optional
         :math:`\lambda_b` on the biases; defaults to ``reg``.
-    reg_weighting : {"count", "uniform"}
-        Row weights :math:`w_u = n_u` or :math:`1` of the penalty (module docstring).
+    reg_weighting : {"uniform", "sqrt-count", "count"} or float >= 0
+        Row weights :math:`w_u = n_u^{\alpha}` of the penalty (module docstring and
+        :mod:`fastmf._weights`): α = 1 (``"count"``), 0.5 (``"sqrt-count"``), 0 (``"uniform"``).
     biases : bool
         Fit user and item biases.
     mu : float, optional
@@ -408,7 +409,7 @@ def sgd(
     k = check_positive_int(rank, "rank")
     lam = check_nonnegative_float(reg, "reg")
     lam_b = lam if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
-    check_choice(reg_weighting, "reg_weighting", _WEIGHTINGS)
+    reg_exponent(reg_weighting)
     use_biases = _check_bool(biases, "biases")
     dt = check_dtype(dtype)
     check_choice(schedule, "schedule", _SCHEDULES)
@@ -497,10 +498,7 @@ def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, sch
     P, Q = _aligned_copy(P), _aligned_copy(Q)
     ucount = ratings.user_counts[uo].astype(np.float64)
     icount = ratings.item_counts[io].astype(np.float64)
-    if reg_weighting == "count":
-        wu, wi = ucount, icount
-    else:
-        wu, wi = np.ones(m), np.ones(n)
+    wu, wi = row_weights(ucount, reg_weighting), row_weights(icount, reg_weighting)
     adaptive = schedule == "adaptive"
     # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
     # for empty rows, which are never visited)
