@@ -28,23 +28,19 @@ Usage::
 ``--reg-biases`` default: λ_b = λ_f.  Target (issue 4): mean test RMSE <= 0.905
 (surprise: SVD 0.934, SVD++ 0.919, 5-fold).
 
-``--reg-exponent A`` (experiment) replaces ``--weighting`` by penalty weights
-``λ_f·max(n, 1)**A`` on each user/item factor row and ``λ_b·max(n, 1)**B`` on its bias
-(``n`` its training rating count, ``B = --reg-bias-exponent``, default ``A``); A=0 is
-uniform, A=1 count.  It overwrites MFObjective's per-row weight arrays and swaps in a
-Jacobi preconditioner built from ``MFObjective.diag_gauss_newton`` (the library's
-Jacobi recomputes its weights from ``reg_weighting``).  Best found (mean 0.9060; uniform
-best 0.9084)::
+``--weighting`` takes any ``reg_weighting`` of :class:`fastmf.MFObjective`
+(``uniform``, ``sqrt-count``, ``count`` or an exponent α: penalty weights
+``n**α`` per user/item row, ``n`` its training rating count).  Best found (mean 0.9060;
+uniform best 0.9084; exponents 0.25-0.5 were equally good on validation, separate
+bias exponents, float64, Gauss-Newton and ranks above 128 made no difference)::
 
     python -m bench.newton_folds --ranks 128 256 --regs 0.8 1 1.25 --reg-biases 0.3 1 \
-        --reg-exponent 0.5 --weighting uniform --threads 1 --max-iter 100 --max-cg 1 \
-        --early-stopping 3
+        --weighting sqrt-count --threads 1 --max-iter 100 --max-cg 1 --early-stopping 3
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import time
@@ -54,11 +50,11 @@ from pathlib import Path
 import numpy as np
 
 from fastmf._packing import unpack
+from fastmf.cli import _weighting
 from fastmf.data.movielens import load_ml100k_fold
 from fastmf.data.splits import train_test_split
 from fastmf.kernels.predict import rmse_codes
 from fastmf.objective import MFObjective
-import fastmf.solvers.newton as _newton
 from fastmf.solvers.newton import ConvergenceWarning, newton_cg
 
 DEFAULT_DATA = Path(os.environ.get("FASTMF_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -69,77 +65,16 @@ def rmse(result, train, test, clip=None) -> float:
     return rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, result.mu, clip)
 
 
-def apply_reg_exponent(obj, train, exponent, bias_exponent) -> None:
-    """Overwrite ``obj``'s per-row penalty weights with ``λ·max(n, 1)**α`` (experiment hack).
-
-    Factor rows get ``reg * max(n_u, 1)**exponent`` (users) and ``reg * max(n_i, 1)**exponent``
-    (items); bias entries get ``reg_bias * max(n, 1)**bias_exponent``.  ``n`` are the row's
-    rating counts in ``train``.  The objective's kernels and ``diag_gauss_newton`` read
-    these arrays at every call; the library's Jacobi preconditioner recomputes its weights
-    from ``reg_weighting`` instead, so with this option :func:`fit` swaps in
-    :class:`_ObjectiveJacobi` (block-Jacobi is refused).
-    """
-    ucount = np.maximum(np.diff(train.user_indptr), 1).astype(np.float64)
-    icount = np.maximum(np.bincount(train.items, minlength=train.n_items), 1).astype(np.float64)
-    dt = obj.dtype
-    obj._regw_u = (obj.reg * ucount**exponent).astype(dt)
-    obj._regw_i = (obj.reg * icount**exponent).astype(dt)
-    obj._regbw_u = (obj.reg_bias * ucount**bias_exponent).astype(dt)
-    obj._regbw_i = (obj.reg_bias * icount**bias_exponent).astype(dt)
-
-
-class _ObjectiveJacobi:
-    """Jacobi preconditioner built from ``objective.diag_gauss_newton`` (reads the objective's own
-    per-row penalty arrays, unlike the library's, which recomputes them from ``reg_weighting``)."""
-
-    name = "jacobi(objective)"
-    n_fixed = 0
-    is_identity = False
-
-    def __init__(self, objective):
-        self.objective = objective
-        self.inv_diag = None
-
-    def update(self, x):
-        d = self.objective.diag_gauss_newton(x)
-        bad = ~(d > 0)
-        self.n_fixed = int(bad.sum())
-        d[bad] = 1
-        self.inv_diag = (1 / d).astype(x.dtype)
-
-    def apply(self, r):
-        return r * self.inv_diag
-
-
-@contextlib.contextmanager
-def _objective_jacobi(objective):
-    """Make ``newton_cg(preconditioner="jacobi")`` use :class:`_ObjectiveJacobi` for ``objective``."""
-    orig = _newton.make_preconditioner
-
-    def make(name, structure, *a, **kw):
-        return _ObjectiveJacobi(objective) if name == "jacobi" else orig(name, structure, *a, **kw)
-
-    _newton.make_preconditioner = make
-    try:
-        yield
-    finally:
-        _newton.make_preconditioner = orig
-
-
 def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0):
     rank, reg, reg_bias, scale = cfg
     obj = MFObjective(train, rank, reg=reg, reg_bias=reg_bias, reg_weighting=args.weighting,
                       hessian=args.hessian, n_threads=args.threads, dtype=args.dtype)
-    if args.reg_exponent is not None:
-        bexp = args.reg_exponent if args.reg_bias_exponent is None else args.reg_bias_exponent
-        apply_reg_exponent(obj, train, args.reg_exponent, bexp)
     x0 = obj.x0(seed, scale=scale)
     kw = {}
     if validation is not None:
         kw = dict(validation=validation, early_stopping=args.early_stopping, clip=(1.0, 5.0),
                   min_delta=args.min_delta)
-    patch = _objective_jacobi(obj) if args.reg_exponent is not None else contextlib.nullcontext()
-    with warnings.catch_warnings(), patch:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return newton_cg(obj, x0, preconditioner=args.preconditioner, gtol=args.gtol, max_cg=args.max_cg,
                          max_iter=args.max_iter if max_iter is None else max_iter,
@@ -168,14 +103,8 @@ def main(argv=None) -> float:
     ap.add_argument("--regs", nargs="+", type=float, default=[0.04, 0.06, 0.08, 0.1])
     ap.add_argument("--reg-biases", nargs="+", type=float, default=None, help="λ_b grid (default: λ_b = λ_f)")
     ap.add_argument("--init-scales", nargs="+", type=float, default=[0.1], help="x0 scale grid (MFObjective.x0)")
-    ap.add_argument("--weighting", default="count", choices=["count", "uniform"])
-    ap.add_argument("--reg-exponent", type=float, default=None, metavar="A",
-                    help="penalty weights λ·max(n,1)**A per user/item row (n = its training rating count; "
-                         "overrides --weighting; A=0 uniform, A=1 count); experiment: overwrites "
-                         "MFObjective's weight arrays")
-    ap.add_argument("--reg-bias-exponent", type=float, default=None, metavar="B",
-                    help="exponent for the bias penalty weights λ_b·max(n,1)**B (default: = --reg-exponent; "
-                         "needs --reg-exponent)")
+    ap.add_argument("--weighting", default="count", type=_weighting, metavar="{count,sqrt-count,uniform,ALPHA}",
+                    help="reg_weighting of MFObjective (penalty weights n**ALPHA)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--hessian", default="exact", choices=["exact", "gauss-newton"])
     ap.add_argument("--preconditioner", default="jacobi")
@@ -192,10 +121,6 @@ def main(argv=None) -> float:
                          "(x0 seeds 0..N-1; same chosen configuration); not a single biased MF")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
-    if args.reg_bias_exponent is not None and args.reg_exponent is None:
-        ap.error("--reg-bias-exponent needs --reg-exponent")
-    if args.reg_exponent is not None and args.preconditioner not in ("jacobi", "none"):
-        ap.error("--reg-exponent works only with the jacobi (or no) preconditioner")
 
     reg_biases = [None] if args.reg_biases is None else args.reg_biases
     grid = list(itertools.product(args.ranks, args.regs, reg_biases, args.init_scales))
