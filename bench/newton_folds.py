@@ -65,14 +65,15 @@ def rmse(result, train, test, clip=None) -> float:
     return rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, result.mu, clip)
 
 
-def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0):
+def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0, early_stopping="args"):
     rank, reg, reg_bias, scale = cfg
     obj = MFObjective(train, rank, reg=reg, reg_bias=reg_bias, reg_weighting=args.weighting,
                       hessian=args.hessian, n_threads=args.threads, dtype=args.dtype)
     x0 = obj.x0(seed, scale=scale)
     kw = {}
     if validation is not None:
-        kw = dict(validation=validation, early_stopping=args.early_stopping, clip=(1.0, 5.0),
+        kw = dict(validation=validation, clip=(1.0, 5.0),
+                  early_stopping=args.early_stopping if early_stopping == "args" else early_stopping,
                   min_delta=args.min_delta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -93,6 +94,35 @@ def predict(result, train, test, clip=None) -> np.ndarray:
 def fmt(cfg) -> str:
     rank, reg, reg_bias, scale = cfg
     return f"rank={rank} reg={reg:g} reg_bias={'=reg' if reg_bias is None else f'{reg_bias:g}'} scale={scale:g}"
+
+
+def cross_validate(base, grid, args, fold):
+    """K-fold choice of configuration and iteration count on the base set.
+
+    The base ratings are cut at random (seed 0) into K parts; each configuration is
+    fitted K times (every part once the validation set, the rest the training set),
+    without early stopping, for ``--inner-max-iter`` iterations.  The K validation
+    curves (clipped RMSE after each iteration) are averaged; a configuration's score
+    is the minimum of its mean curve and its iteration count the argmin.
+    """
+    K = args.inner_folds
+    part = np.empty(base.nnz, dtype=np.int64)
+    part[np.random.default_rng(0).permutation(base.nnz)] = np.arange(base.nnz) % K
+    scores, iters = {}, {}
+    for cfg in grid:
+        curves = []
+        for v in range(K):
+            hold = part == v
+            tr, val = base.subset(~hold), base.subset(hold)
+            res = fit(tr, cfg, args, validation=val, max_iter=args.inner_max_iter, early_stopping=None)
+            curves.append({rec["iteration"]: rec["val_rmse"] for rec in res.history if rec["iteration"] >= 1})
+        n_it = min(max(c) for c in curves)
+        mean = np.array([np.mean([c[t] for c in curves]) for t in range(1, n_it + 1)])
+        iters[cfg] = int(np.argmin(mean)) + 1
+        scores[cfg] = float(mean.min())
+        if args.verbose:
+            print(f"  {fold} {fmt(cfg)}: {K}-fold val {scores[cfg]:.4f} at {iters[cfg]} iterations", flush=True)
+    return scores, iters
 
 
 def main(argv=None) -> float:
@@ -119,19 +149,32 @@ def main(argv=None) -> float:
     ap.add_argument("--seeds", type=int, default=1,
                     help="also report an ENSEMBLE: the average of the refits from this many starting points "
                          "(x0 seeds 0..N-1; same chosen configuration); not a single biased MF")
+    ap.add_argument("--inner-folds", type=int, default=1, metavar="K",
+                    help="choose the configuration and the iteration count by K-fold cross-validation on the base "
+                         "set (mean validation curve over K fits of each configuration, no early stopping, up to "
+                         "--inner-max-iter iterations) instead of one 90/10 split")
+    ap.add_argument("--inner-max-iter", type=int, default=30)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
     reg_biases = [None] if args.reg_biases is None else args.reg_biases
     grid = list(itertools.product(args.ranks, args.regs, reg_biases, args.init_scales))
-    es = args.early_stopping is not None
+    cv = args.inner_folds > 1
+    if cv and (args.early_stopping is not None or args.seeds > 1):
+        ap.error("--inner-folds chooses the iteration count itself: drop --early-stopping and --seeds")
+    es = args.early_stopping is not None or cv
     tests, tests_es, tests_ens = [], [], []
     t_all = time.perf_counter()
     for fold in args.folds:
         base, test = load_ml100k_fold(fold, data_home=args.data)
         tr, val = train_test_split(base, 0.1, random_state=0)
         scores, iters, results = {}, {}, {}
-        for cfg in grid:
+        if cv:
+            scores, iters = cross_validate(base, grid, args, fold)
+            grid_left = []
+        else:
+            grid_left = grid
+        for cfg in grid_left:
             res = fit(tr, cfg, args, validation=val if es else None)
             scores[cfg] = rmse(res, tr, val, (1, 5))
             iters[cfg] = res.best_iteration if es else res.nit
@@ -151,7 +194,7 @@ def main(argv=None) -> float:
                 + (f", {iters[cfg]} iterations" if es else "")
                 + f")  refit test RMSE {te:.4f} (unclipped {te_raw:.4f}, {res.status.name} nit={res.nit} "
                 f"n_cg={res.n_cg} {t_fit:.1f}s)")
-        if es:
+        if es and not cv:
             te_es = rmse(results[cfg], tr, test, (1, 5))
             tests_es.append(te_es)
             line += f"  early-stopped model test RMSE {te_es:.4f}"
@@ -167,7 +210,7 @@ def main(argv=None) -> float:
         print(line, flush=True)
     mean = float(np.mean(tests))
     print(f"mean test RMSE over {len(tests)} folds: refit {mean:.4f}"
-          + (f", early-stopped {np.mean(tests_es):.4f}" if es else "")
+          + (f", early-stopped {np.mean(tests_es):.4f}" if tests_es else "")
           + (f", ensemble of {args.seeds} refits {np.mean(tests_ens):.4f}" if tests_ens else "")
           + f"  (target <= 0.905)  [{args.weighting} reg, hessian={args.hessian}, "
           f"{time.perf_counter() - t_all:.0f}s total]")
