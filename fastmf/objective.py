@@ -156,13 +156,17 @@ class MFObjective:
     of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
     ``n_threads`` is, and the chunk results are combined in chunk order, so serial,
     1-thread and 2-thread runs are bit-identical.  With ``format="coo"`` the item side
-    is reduced over one buffer per thread in a fixed order: bit-identical for a given
-    thread count, equal to rounding otherwise.
+    is reduced over one buffer per thread in a fixed order and the ratings are visited
+    in a tiled order that depends on the thread count: bit-identical for a given thread
+    count, equal to rounding otherwise (1e-12 relative in float64).
 
     *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
     canonical triplets, 12 bytes (user and item codes, value), are shared with the
     caller's Ratings when its dtype matches.  ``format="csr"`` adds the item-major copy
-    kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  The sign loss
+    kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  ``format="coo"``
+    with ``parallel=True`` keeps a cache-tiled copy (:mod:`fastmf.kernels.tiled`): 8
+    bytes per rating (item code, value) plus 12 bytes per (user, item tile) segment,
+    rebuilt when the thread count changes.  The sign loss
     adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
     The kernels themselves allocate nothing per rating; per row the objective keeps
     about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
