@@ -48,10 +48,10 @@ def relerr(a, b):
     return float(np.linalg.norm(a - b) / den)
 
 
-def compare_to_reference(R, k, dtype, fmt, parallel, biases, weighting, loss, hessian, seed=0, **kw):
+def compare_to_reference(R, k, dtype, fmt, parallel, biases, weighting, loss, hessian, seed=0, obj_kw=None, **kw):
     opts = dict(reg=0.3, reg_bias=0.7, biases=biases, loss=loss, reg_weighting=weighting, **kw)
     ref = DenseMF.from_ratings(R.astype(np.float64), k, **opts)
-    obj = MFObjective(R, k, dtype=dtype, format=fmt, parallel=parallel, hessian=hessian, **opts)
+    obj = MFObjective(R, k, dtype=dtype, format=fmt, parallel=parallel, hessian=hessian, **opts, **(obj_kw or {}))
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(obj.n_params)
     p = rng.standard_normal(obj.n_params)
@@ -318,3 +318,22 @@ def test_float32_tiled_hessp_kernel_has_no_float64_arithmetic():
     ir = fresh.inspect_llvm(sig)
     assert "fpext float" not in ir
     assert not re.search(r"f(add|sub|mul) double", ir)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_objective_with_many_tiles_matches_reference(monkeypatch, dtype, n_threads):
+    """MFObjective's parallel COO path with tiles of a few users and items (many segments,
+    empty rows, rows split over tiles and thread blocks) against the dense reference."""
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 numba threads")
+    monkeypatch.setattr(tiled, "TILE_ITEM_BYTES", 1)  # tile_shape -> 64 items per tile (the minimum)
+    monkeypatch.setattr(tiled, "TILE_USER_BYTES", 1)  # 64 users per group
+    R = random_ratings(150, 200, 0.1, seed=11)
+    for biases, loss, hess, w in [(True, "squared", "exact", "sqrt-count"), (True, "squared", "gauss-newton", "count"),
+                                  (False, "sign", "exact", "uniform")]:
+        obj, *_ = compare_to_reference(R, 3, dtype, "coo", True, biases, w, loss, hess,
+                                      obj_kw=dict(n_threads=n_threads))
+        T = obj._tiles(n_threads)
+        assert T["tile_items"] == 64 and T["tile_users"] == 64
+        assert len(T["seg_user"]) > R.n_users  # users really are split over item tiles
