@@ -166,7 +166,8 @@ class MFObjective:
     kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  ``format="coo"``
     with ``parallel=True`` keeps a cache-tiled copy (:mod:`fastmf.kernels.tiled`): 8
     bytes per rating (item code, value) plus 12 bytes per (user, item tile) segment,
-    rebuilt when the thread count changes.  The sign loss
+    rebuilt when the thread count changes; ``format="csr"`` with ``parallel=True`` keeps
+    tiled copies of both sides, 16 bytes per rating plus 12 per segment.  The sign loss
     adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
     The kernels themselves allocate nothing per rating; per row the objective keeps
     about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
@@ -267,6 +268,8 @@ class MFObjective:
         self._item_parts = np.zeros(len(self._item_chunks) - 1)
         self._coo_buffers = {}
         self._tile_cache = None
+        self._csr_tile_cache = None
+        self._csr_scratch_cache = None
 
         # ---------------------------------------------------------------- owned buffers
         N = self.n_params
@@ -403,6 +406,32 @@ class MFObjective:
                                                               self.n_items, tu, ti))
         return self._tile_cache[1]
 
+    def _csr_tiles(self) -> tuple[dict, dict]:
+        """Tiled copies of both CSR sides for the parallel side kernels (built on first use).
+
+        The user side is cut at the fixed user chunks and tiled over items, the item side at
+        the fixed item chunks and tiled over users (:func:`fastmf.kernels.tiled.build_tiles`);
+        nothing depends on the thread count.  8 bytes per rating each in float32 (12 in
+        float64) plus 12 per segment.
+        """
+        if self._csr_tile_cache is None:
+            R = self.ratings
+            rows, cols = _tiled.tile_shape(self.rank, self.dtype.itemsize)
+            self._csr_tile_cache = (
+                _tiled.build_tiles(R.user_indptr, R.items, self._vals, self._user_chunks, self.n_items, rows, cols),
+                _tiled.build_tiles(self._item_indptr, self._item_users, self._item_vals, self._item_chunks,
+                                   self.n_users, rows, cols),
+            )
+        return self._csr_tile_cache
+
+    def _csr_scratch(self):
+        """Scratch of the tiled CSR sides: one padded row, one loss and one penalty slot per chunk."""
+        nc = max(len(self._user_chunks), len(self._item_chunks)) - 1
+        if self._csr_scratch_cache is None:
+            pad = -(-self.rank * self.dtype.itemsize // 64) * 64 // self.dtype.itemsize
+            self._csr_scratch_cache = (aligned_empty((nc, pad), self.dtype), np.empty(nc), np.empty(nc))
+        return self._csr_scratch_cache
+
     def _coo_bufs(self, nb: int):
         if nb not in self._coo_buffers:
             self._coo_buffers = {
@@ -426,13 +455,21 @@ class MFObjective:
         gP, gQ, gb, gc = self._views(self._grad)
         R = self.ratings
         ub, sign, mu = self.biases, self.loss == "sign", self._mu
-        if self.format == "csr":
-            side = _csr.grad_side_parallel if self.parallel else _csr.grad_side_serial
-            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                lu = side(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, b, c, mu,
-                          self._regw_u, self._regbw_u, ub, sign, True, gP, gb, self._user_parts)
-                li = side(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, c, b, mu,
-                          self._regw_i, self._regbw_i, ub, sign, False, gQ, gc, self._item_parts)
+        if self.format == "csr" and self.parallel:
+            tu, ti = self._csr_tiles()
+            rows, parts, pens = self._csr_scratch()
+            with thread_limit(self.n_threads, limit_blas=False):
+                lu = _tiled.side_grad_tiled(tu, P, Q, b, c, mu, self._regw_u, self._regbw_u, ub, sign, True, gP, gb,
+                                            rows, parts, pens)
+                li = _tiled.side_grad_tiled(ti, Q, P, c, b, mu, self._regw_i, self._regbw_i, ub, sign, False, gQ,
+                                            gc, rows, parts, pens)
+            loss = lu + li
+        elif self.format == "csr":
+            lu = _csr.grad_side_serial(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, b, c, mu,
+                                       self._regw_u, self._regbw_u, ub, sign, True, gP, gb, self._user_parts)
+            li = _csr.grad_side_serial(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P,
+                                       c, b, mu, self._regw_i, self._regbw_i, ub, sign, False, gQ, gc,
+                                       self._item_parts)
             loss = lu + li
         elif self.parallel:
             with thread_limit(self.n_threads, limit_blas=False) as nt:
@@ -495,13 +532,19 @@ class MFObjective:
         hP, hQ, hb, hc = self._views(self._hv)
         R = self.ratings
         ub, mode, mu = self.biases, self._hmode, self._mu
-        if self.format == "csr":
-            side = _csr.hessp_side_parallel if self.parallel else _csr.hessp_side_serial
-            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                side(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, dP, dQ, b, c, db, dc, mu,
-                     self._regw_u, self._regbw_u, ub, mode, hP, hb)
-                side(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, dQ, dP, c, b,
-                     dc, db, mu, self._regw_i, self._regbw_i, ub, mode, hQ, hc)
+        if self.format == "csr" and self.parallel:
+            tu, ti = self._csr_tiles()
+            rows = self._csr_scratch()[0]
+            with thread_limit(self.n_threads, limit_blas=False):
+                _tiled.side_hessp_tiled(tu, P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u, self._regbw_u, ub, mode,
+                                        hP, hb, rows)
+                _tiled.side_hessp_tiled(ti, Q, P, dQ, dP, c, b, dc, db, mu, self._regw_i, self._regbw_i, ub, mode,
+                                        hQ, hc, rows)
+        elif self.format == "csr":
+            _csr.hessp_side_serial(self._user_chunks, R.user_indptr, R.items, self._vals, P, Q, dP, dQ, b, c, db, dc,
+                                   mu, self._regw_u, self._regbw_u, ub, mode, hP, hb)
+            _csr.hessp_side_serial(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, dQ,
+                                   dP, c, b, dc, db, mu, self._regw_i, self._regbw_i, ub, mode, hQ, hc)
         elif self.parallel:
             with thread_limit(self.n_threads, limit_blas=False) as nt:
                 tiles = self._tiles(nt)

@@ -320,10 +320,55 @@ def test_float32_tiled_hessp_kernel_has_no_float64_arithmetic():
     assert not re.search(r"f(add|sub|mul) double", ir)
 
 
+@pytest.mark.parametrize("tile", [(4, 5), (1, 1), (1000, 1000)])
+def test_tiled_csr_sides_match_serial_csr(tile):
+    """The tiled one-side kernels against the serial CSR side kernels (float64, 1e-12), both sides,
+    squared loss (data loss on and off), the sign loss and every Hessian mode."""
+    R = random_ratings(40, 30, 0.3, seed=3)
+    k = 4
+    P, Q, b, c = _side_args(R, k, np.float64, 0)
+    dP, dQ, db, dc = _side_args(R, k, np.float64, 1)
+    signs = np.sign(R.values - 3.0)
+    for side in ("user", "item"):
+        if side == "user":
+            indptr, idx, vals, A, B, a, bo, dA, dB, da, dbo = (R.user_indptr, R.items, R.values, P, Q, b, c, dP, dQ,
+                                                                db, dc)
+        else:
+            indptr, idx, vals, A, B, a, bo, dA, dB, da, dbo = (R.item_indptr, R.item_users, R.item_values, Q, P, c, b,
+                                                                dQ, dP, dc, db)
+        nrows, nother = A.shape[0], B.shape[0]
+        w = np.linspace(0.1, 0.5, nrows)
+        ch = balanced_chunks(indptr, 5)
+        nc = len(ch) - 1
+        for sign, v in ((False, vals), (True, signs[R.item_perm] if side == "item" else signs)):
+            T = tiled.build_tiles(indptr, idx, v, ch, nother, *tile)
+            for data_loss in (True, False):
+                G0, gb0, G1, gb1 = np.empty_like(A), np.empty_like(a), np.empty_like(A), np.empty_like(a)
+                ub = not sign
+                l0 = csr.grad_side_serial(ch, indptr, idx, v, A, B, a, bo, 3.0, w, w, ub, sign, data_loss, G0, gb0,
+                                          np.empty(nc))
+                l1 = tiled.side_grad_tiled(T, A, B, a, bo, 3.0, w, w, ub, sign, data_loss, G1, gb1, np.empty((nc, k)),
+                                           np.empty(nc), np.empty(nc))
+                assert abs(l1 - l0) <= 1e-12 * abs(l0)
+                assert relerr(G1, G0) <= 1e-12
+                if ub:
+                    assert relerr(gb1, gb0) <= 1e-12
+            for mode in ((2,) if sign else (0, 1)):
+                H0, hb0, H1, hb1 = np.empty_like(A), np.empty_like(a), np.empty_like(A), np.empty_like(a)
+                csr.hessp_side_serial(ch, indptr, idx, v, A, B, dA, dB, a, bo, da, dbo, 3.0, w, w, not sign, mode,
+                                      H0, hb0)
+                tiled.side_hessp_tiled(T, A, B, dA, dB, a, bo, da, dbo, 3.0, w, w, not sign, mode, H1, hb1,
+                                       np.empty((nc, k)))
+                assert relerr(H1, H0) <= 1e-12
+                if not sign:
+                    assert relerr(hb1, hb0) <= 1e-12
+
+
+@pytest.mark.parametrize("fmt", ["coo", "csr"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_objective_with_many_tiles_matches_reference(monkeypatch, dtype, n_threads):
-    """MFObjective's parallel COO path with tiles of a few users and items (many segments,
+def test_objective_with_many_tiles_matches_reference(monkeypatch, fmt, dtype, n_threads):
+    """MFObjective's parallel COO and CSR paths with tiles of a few rows (many segments,
     empty rows, rows split over tiles and thread blocks) against the dense reference."""
     if n_threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs 2 numba threads")
@@ -332,8 +377,8 @@ def test_objective_with_many_tiles_matches_reference(monkeypatch, dtype, n_threa
     R = random_ratings(150, 200, 0.1, seed=11)
     for biases, loss, hess, w in [(True, "squared", "exact", "sqrt-count"), (True, "squared", "gauss-newton", "count"),
                                   (False, "sign", "exact", "uniform")]:
-        obj, *_ = compare_to_reference(R, 3, dtype, "coo", True, biases, w, loss, hess,
+        obj, *_ = compare_to_reference(R, 3, dtype, fmt, True, biases, w, loss, hess,
                                       obj_kw=dict(n_threads=n_threads))
-        T = obj._tiles(n_threads)
-        assert T["tile_items"] == 64 and T["tile_users"] == 64
-        assert len(T["seg_user"]) > R.n_users  # users really are split over item tiles
+        for T in ([obj._tiles(n_threads)] if fmt == "coo" else obj._csr_tiles()):
+            assert T["tile_items"] == 64 and T["tile_users"] == 64
+            assert len(T["seg_user"]) > len(T["ubounds"])  # rows really are split over tiles
