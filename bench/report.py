@@ -15,8 +15,9 @@ where it fits in memory, and prints one table:
 
 How the objective's cache is defeated: :class:`~fastmf.objective.MFObjective` keeps
 the loss and gradient of the last ``x`` (compared by content), so ``fun_and_jac`` is
-timed on two points ``x`` and ``x'`` (``x'[0] = x[0] + 1e-3``) called alternately: every
-timed call recomputes both passes.  ``hessp`` is not cached (only ``x``'s cast is), so
+timed on two points ``x`` and ``x' = x + 10^{-3}`` (every entry differs, as between two
+solver iterates, so the content check never short-cuts the copy) called alternately:
+every timed call recomputes both passes.  ``hessp`` is not cached (only ``x``'s cast is), so
 it is timed on one ``(x, p)``.  ``x`` and ``p`` are float64, as :mod:`scipy.optimize`
 passes them: the times include the API's per-call work on the parameter vector (the
 content check of ``x``, its cast to the kernel dtype, the float64 copy of the result:
@@ -126,8 +127,7 @@ def objective_calls(obj: MFObjective, seed: int = 0) -> dict[str, Callable[[], o
     ``hessp`` multiplies a fixed random direction.  All vectors are float64.
     """
     x = obj.x0(random_state=seed)
-    x2 = x.copy()
-    x2[0] += 1e-3
+    x2 = x + 1e-3  # every entry differs: the objective copies the whole vector, as between solver iterates
     points = (x, x2)
     p = np.random.default_rng(seed + 1).standard_normal(obj.n_params)
     state = {"t": 0}

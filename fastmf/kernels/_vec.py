@@ -9,16 +9,15 @@ __all__ = ["sync_changed", "PARALLEL_MIN_SIZE"]
 
 #: Below this many entries :func:`sync_changed` runs on the calling thread (a parallel
 #: region costs more than the comparison).
-PARALLEL_MIN_SIZE = 1 << 20
+PARALLEL_MIN_SIZE = 1 << 17
 
 
 @numba.njit(cache=True, nogil=True)
 def _sync_chunk(x, last, theta, i0, i1):
     for i in range(i0, i1):
         if not (x[i] == last[i]):
-            for j in range(i0, i1):
-                last[j] = x[j]
-                theta[j] = x[j]
+            last[i0:i1] = x[i0:i1]
+            theta[i0:i1] = x[i0:i1]  # cast to theta's dtype
             return True
     return False
 
