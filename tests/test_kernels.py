@@ -312,7 +312,7 @@ def test_float32_tiled_hessp_kernel_has_no_float64_arithmetic():
     hb = np.zeros_like(b)
     for mode in (0, 1, 2):
         fresh(T["seg_bounds"], T["seg_user"], T["seg_ptr"], T["items"], T["values"], P, Q, P, Q, b, c, b, c,
-              f32(3.0), True, mode, H, hb, np.zeros((nb, R.n_items, k), f32), np.zeros((nb, R.n_items), f32),
+              f32(3.0), True, mode, H, hb, True, np.zeros((nb, R.n_items, k), f32), np.zeros((nb, R.n_items), f32),
               np.zeros((nb, k), f32))
     (sig,) = fresh.signatures
     ir = fresh.inspect_llvm(sig)

@@ -204,18 +204,23 @@ def build_tiles(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray, ub
     }
 
 
+@numba.njit(**_OPTS)
+def _zero_block(bQ, bc):
+    zero = bQ.dtype.type(0)
+    for i in range(bQ.shape[0]):
+        for f in range(bQ.shape[1]):
+            bQ[i, f] = zero
+        bc[i] = zero
+
+
 @numba.njit(parallel=True, **_OPTS)
-def _prepare_blocks(ubounds, P, b, regw, regbw, use_biases, G, gb, bufQ, bufc, pen_parts):
-    """Zero each block's buffers and write the penalty part of its users' rows (``G = λ w P``)."""
+def _prepare_blocks(ubounds, P, b, regw, regbw, use_biases, G, gb, scatter, bufQ, bufc, pen_parts):
+    """Write the penalty part of each block's rows (``G = λ w P``) and, with ``scatter``, zero
+    the block's buffers."""
     nb = ubounds.shape[0] - 1
     for t in prange(nb):
-        bQ = bufQ[t]
-        bc = bufc[t]
-        zero = bQ.dtype.type(0)
-        for i in range(bQ.shape[0]):
-            for f in range(bQ.shape[1]):
-                bQ[i, f] = zero
-            bc[i] = zero
+        if scatter:
+            _zero_block(bufQ[t], bufc[t])
         pen_parts[t] = _reg_rows(ubounds[t], ubounds[t + 1], P, b, regw, regbw, use_biases, G, gb)
 
 
@@ -245,12 +250,15 @@ def _finish_items(ichunks, Q, c, regw, regbw, use_biases, bufQ, bufc, G, gc, ite
 
 @numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
 def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_biases, sign,
-               gP, gb, bufQ, bufc, rows, loss_parts):
-    """Data part of the loss and gradient, block ``t`` scattering into ``bufQ[t]``.
+               gP, gb, scatter, bufQ, bufc, rows, loss_parts):
+    """Data part of the loss and gradient over the segments of each block ``t``.
 
-    ``gP``/``gb`` must hold the penalty part already (:func:`_prepare_blocks`);
-    ``loss_parts[t]`` receives block ``t``'s data loss.  Inline hot loop, no views: see
-    the module docstring.
+    The rows named by ``seg_user`` (users for COO, either side's rows for a CSR side
+    pass) accumulate into ``gP``/``gb``, which must hold the penalty part already
+    (:func:`_prepare_blocks`).  With ``scatter`` (COO) the other side's terms are added
+    into the block's buffer ``bufQ[t]``/``bufc[t]``; without (a CSR side pass) they are
+    skipped and the buffers may be empty.  ``loss_parts[t]`` receives block ``t``'s data
+    loss.  Inline hot loop, no views: see the module docstring.
     """
     nb = seg_bounds.shape[0] - 1
     k = P.shape[1]
@@ -303,18 +311,19 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                                    + np.float64(e3) * np.float64(e3) + np.float64(e4) * np.float64(e4))
                 for f in range(k):
                     rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
-                for f in range(k):
-                    pf = P[u, f]
-                    bufQ[t, i1, f] -= e1 * pf
-                    bufQ[t, i2, f] -= e2 * pf
-                    bufQ[t, i3, f] -= e3 * pf
-                    bufQ[t, i4, f] -= e4 * pf
+                if scatter:
+                    for f in range(k):
+                        pf = P[u, f]
+                        bufQ[t, i1, f] -= e1 * pf
+                        bufQ[t, i2, f] -= e2 * pf
+                        bufQ[t, i3, f] -= e3 * pf
+                        bufQ[t, i4, f] -= e4 * pf
+                    if use_biases:
+                        bufc[t, i1] -= e1
+                        bufc[t, i2] -= e2
+                        bufc[t, i3] -= e3
+                        bufc[t, i4] -= e4
                 gbu -= (e1 + e2) + (e3 + e4)
-                if use_biases:
-                    bufc[t, i1] -= e1
-                    bufc[t, i2] -= e2
-                    bufc[t, i3] -= e3
-                    bufc[t, i4] -= e4
                 j += 4
             while j < end:
                 i = items[j]
@@ -332,11 +341,12 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                     loss += 0.5 * np.float64(e) * np.float64(e)
                 for f in range(k):
                     rows[t, f] -= e * Q[i, f]
-                for f in range(k):
-                    bufQ[t, i, f] -= e * P[u, f]
+                if scatter:
+                    for f in range(k):
+                        bufQ[t, i, f] -= e * P[u, f]
+                    if use_biases:
+                        bufc[t, i] -= e
                 gbu -= e
-                if use_biases:
-                    bufc[t, i] -= e
                 j += 1
             for f in range(k):
                 gP[u, f] += rows[t, f]
@@ -358,9 +368,9 @@ def grad_tiled(tiles, ichunks, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i,
     ub = tiles["ubounds"]
     nb = len(ub) - 1
     pen = np.empty(nb)
-    _prepare_blocks(ub, P, b, regw_u, regbw_u, use_biases, gP, gb, bufQ, bufc, pen)
+    _prepare_blocks(ub, P, b, regw_u, regbw_u, use_biases, gP, gb, True, bufQ, bufc, pen)
     _grad_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
-               P, Q, b, c, mu, use_biases, sign, gP, gb, bufQ, bufc, rows, loss_parts)
+               P, Q, b, c, mu, use_biases, sign, gP, gb, True, bufQ, bufc, rows, loss_parts)
     _finish_items(ichunks, Q, c, regw_i, regbw_i, use_biases, bufQ, bufc, gQ, gc, item_parts, True)
     total = 0.0
     for t in range(nb):
@@ -372,11 +382,12 @@ def grad_tiled(tiles, ichunks, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i,
 
 @numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
 def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
-                hP, hb, bufQ, bufc, rows):
-    """Data part of the Hessian-vector product, block ``t`` scattering into ``bufQ[t]``.
+                hP, hb, scatter, bufQ, bufc, rows):
+    """Data part of the Hessian-vector product over the segments of each block ``t``.
 
     ``mode`` 0: Gauss-Newton, 1: exact (squared loss), 2: sign loss (``vals`` hold the
-    signs), as in :mod:`fastmf.kernels.coo`.  ``hP``/``hb`` must hold the penalty part.
+    signs), as in :mod:`fastmf.kernels.coo`.  ``hP``/``hb`` must hold the penalty part;
+    ``scatter`` as in :func:`_grad_data`.
     """
     nb = seg_bounds.shape[0] - 1
     k = P.shape[1]
@@ -395,8 +406,9 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
                     sv = vals[jj]
                     for f in range(k):
                         rows[t, f] -= sv * dQ[i, f]
-                    for f in range(k):
-                        bufQ[t, i, f] -= sv * dP[u, f]
+                    if scatter:
+                        for f in range(k):
+                            bufQ[t, i, f] -= sv * dP[u, f]
                 for f in range(k):
                     hP[u, f] += rows[t, f]
                 continue
@@ -431,17 +443,19 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
                     e2 = vals[j + 1] - p2
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f] - e * dQ[i, f] - e2 * dQ[i2, f]
-                    for f in range(k):
-                        bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
-                        bufQ[t, i2, f] += x2 * P[u, f] - e2 * dP[u, f]
+                    if scatter:
+                        for f in range(k):
+                            bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
+                            bufQ[t, i2, f] += x2 * P[u, f] - e2 * dP[u, f]
                 else:
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f]
-                    for f in range(k):
-                        bufQ[t, i, f] += x1 * P[u, f]
-                        bufQ[t, i2, f] += x2 * P[u, f]
+                    if scatter:
+                        for f in range(k):
+                            bufQ[t, i, f] += x1 * P[u, f]
+                            bufQ[t, i2, f] += x2 * P[u, f]
                 hbu += x1 + x2
-                if use_biases:
+                if scatter and use_biases:
                     bufc[t, i] += x1
                     bufc[t, i2] += x2
                 j += 2
@@ -462,15 +476,17 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
                     e = vals[j] - p1
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f] - e * dQ[i, f]
-                    for f in range(k):
-                        bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
+                    if scatter:
+                        for f in range(k):
+                            bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
                 else:
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f]
-                    for f in range(k):
-                        bufQ[t, i, f] += x1 * P[u, f]
+                    if scatter:
+                        for f in range(k):
+                            bufQ[t, i, f] += x1 * P[u, f]
                 hbu += x1
-                if use_biases:
+                if scatter and use_biases:
                     bufc[t, i] += x1
             for f in range(k):
                 hP[u, f] += rows[t, f]
@@ -479,16 +495,12 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _prepare_hessp(ubounds, dP, db, regw, regbw, use_biases, H, hb, bufQ, bufc):
-    """Zero each block's buffers and write the penalty part ``H = λ w dP`` of its users' rows."""
+def _prepare_hessp(ubounds, dP, db, regw, regbw, use_biases, H, hb, scatter, bufQ, bufc):
+    """Write the penalty part ``H = λ w dP`` of each block's rows and, with ``scatter``, zero the
+    block's buffers."""
     for t in prange(ubounds.shape[0] - 1):
-        bQ = bufQ[t]
-        bc = bufc[t]
-        zero = bQ.dtype.type(0)
-        for i in range(bQ.shape[0]):
-            for f in range(bQ.shape[1]):
-                bQ[i, f] = zero
-            bc[i] = zero
+        if scatter:
+            _zero_block(bufQ[t], bufc[t])
         _hessp_init(ubounds[t], ubounds[t + 1], dP, db, regw, regbw, use_biases, H, hb)
 
 
@@ -499,9 +511,9 @@ def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u,
     Same three parallel regions and scratch as :func:`grad_tiled`.
     """
     ub = tiles["ubounds"]
-    _prepare_hessp(ub, dP, db, regw_u, regbw_u, use_biases, hP, hb, bufQ, bufc)
+    _prepare_hessp(ub, dP, db, regw_u, regbw_u, use_biases, hP, hb, True, bufQ, bufc)
     _hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
-                P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, bufQ, bufc, rows)
+                P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, bufQ, bufc, rows)
     _finish_items(ichunks, dQ, dc, regw_i, regbw_i, use_biases, bufQ, bufc, hQ, hc, np.empty(0), False)
 
 
@@ -510,195 +522,17 @@ def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u,
 # ---------------------------------------------------------------------------------------------------------------------
 # ``build_tiles(indptr, idx, vals, chunks, n_other, tile_rows, tile_cols)`` of a side (own rows =
 # the CSR rows, columns = the other side's rows) cuts each chunk's rows into (own row, tile of other
-# rows) segments.  Each chunk writes only its own rows: no buffers.  With the chunks fixed
+# rows) segments.  The passes are the COO kernels above with ``scatter=False``: each chunk writes
+# only its own rows, no buffers.  With the chunks fixed
 # (MFObjective uses 16 per thread of numba's maximum, at least 32) the results do not depend on the
 # thread count.  Measured on ML-20M (rank 32, float32, 2 threads, through MFObjective): tiles cut
 # the Hessian product from 503 to 287 ms (it gathers two rows per rating, B and dB: 35 MB on the
 # item side) while the gradient, which gathers one, is about even (217 untiled, 206 tiled).
 
 
-@numba.njit(parallel=True, **_OPTS)
-def _side_penalty(chunks, A, a, regw, regbw, use_biases, G, gb, pen_parts):
-    """``G = λ w A`` (and the biases) for the rows of every chunk; ``pen_parts[ch]`` gets its penalty."""
-    for ch in prange(chunks.shape[0] - 1):
-        pen_parts[ch] = _reg_rows(chunks[ch], chunks[ch + 1], A, a, regw, regbw, use_biases, G, gb)
-
-
-@numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
-def _side_grad_data(seg_bounds, seg_row, seg_ptr, cols, vals, A, B, a, bo, mu, use_biases, sign, G, gb, rows,
-                    loss_parts):
-    """Data part of one side's gradient, ``G[r] -= Σ_c t_rc B[c]``, four ratings per step.
-
-    ``G``/``gb`` must hold the penalty part (:func:`_side_penalty`); ``rows`` (n_chunks,
-    >= k) is scratch; ``loss_parts[ch]`` gets the chunk's data loss.
-    """
-    nc = seg_bounds.shape[0] - 1
-    k = A.shape[1]
-    for t in prange(nc):
-        zero = A.dtype.type(0)
-        loss = 0.0
-        for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            r = seg_row[s]
-            j = seg_ptr[s]
-            end = seg_ptr[s + 1]
-            for f in range(k):
-                rows[t, f] = zero
-            base = mu
-            if use_biases:
-                base = mu + a[r]
-            gbr = zero
-            while j + 3 < end:
-                c1 = cols[j]
-                c2 = cols[j + 1]
-                c3 = cols[j + 2]
-                c4 = cols[j + 3]
-                d1 = zero
-                d2 = zero
-                d3 = zero
-                d4 = zero
-                for f in range(k):
-                    af = A[r, f]
-                    d1 += af * B[c1, f]
-                    d2 += af * B[c2, f]
-                    d3 += af * B[c3, f]
-                    d4 += af * B[c4, f]
-                if sign:
-                    e1 = vals[j]
-                    e2 = vals[j + 1]
-                    e3 = vals[j + 2]
-                    e4 = vals[j + 3]
-                    loss -= (np.float64(e1) * np.float64(d1) + np.float64(e2) * np.float64(d2)
-                             + np.float64(e3) * np.float64(d3) + np.float64(e4) * np.float64(d4))
-                else:
-                    if use_biases:
-                        d1 += bo[c1]
-                        d2 += bo[c2]
-                        d3 += bo[c3]
-                        d4 += bo[c4]
-                    e1 = vals[j] - (base + d1)
-                    e2 = vals[j + 1] - (base + d2)
-                    e3 = vals[j + 2] - (base + d3)
-                    e4 = vals[j + 3] - (base + d4)
-                    loss += 0.5 * (np.float64(e1) * np.float64(e1) + np.float64(e2) * np.float64(e2)
-                                   + np.float64(e3) * np.float64(e3) + np.float64(e4) * np.float64(e4))
-                for f in range(k):
-                    rows[t, f] -= e1 * B[c1, f] + e2 * B[c2, f] + e3 * B[c3, f] + e4 * B[c4, f]
-                gbr -= (e1 + e2) + (e3 + e4)
-                j += 4
-            while j < end:
-                c1 = cols[j]
-                d1 = zero
-                for f in range(k):
-                    d1 += A[r, f] * B[c1, f]
-                if sign:
-                    e1 = vals[j]
-                    loss -= np.float64(e1) * np.float64(d1)
-                else:
-                    if use_biases:
-                        d1 += bo[c1]
-                    e1 = vals[j] - (base + d1)
-                    loss += 0.5 * np.float64(e1) * np.float64(e1)
-                for f in range(k):
-                    rows[t, f] -= e1 * B[c1, f]
-                gbr -= e1
-                j += 1
-            for f in range(k):
-                G[r, f] += rows[t, f]
-            if use_biases:
-                gb[r] += gbr
-        loss_parts[t] = loss
-
-
-@numba.njit(parallel=True, fastmath=_FAST, **_OPTS)
-def _side_hessp_data(seg_bounds, seg_row, seg_ptr, cols, vals, A, B, dA, dB, a, bo, da, dbo, mu, use_biases, mode,
-                     H, hb, rows):
-    """Data part of one side's Hessian-vector product (modes as :mod:`fastmf.kernels.csr`), two
-    ratings per step; ``H``/``hb`` must hold the penalty part ``λ w dA``."""
-    nc = seg_bounds.shape[0] - 1
-    k = A.shape[1]
-    for t in prange(nc):
-        zero = A.dtype.type(0)
-        for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            r = seg_row[s]
-            j = seg_ptr[s]
-            end = seg_ptr[s + 1]
-            for f in range(k):
-                rows[t, f] = zero
-            if mode == 2:
-                for jj in range(j, end):
-                    c1 = cols[jj]
-                    sv = vals[jj]
-                    for f in range(k):
-                        rows[t, f] -= sv * dB[c1, f]
-                for f in range(k):
-                    H[r, f] += rows[t, f]
-                continue
-            base = mu
-            dar = zero
-            if use_biases:
-                base = mu + a[r]
-                dar = da[r]
-            hbr = zero
-            while j + 1 < end:
-                c1 = cols[j]
-                c2 = cols[j + 1]
-                x1 = zero
-                x2 = zero
-                for f in range(k):
-                    x1 += dA[r, f] * B[c1, f] + A[r, f] * dB[c1, f]
-                    x2 += dA[r, f] * B[c2, f] + A[r, f] * dB[c2, f]
-                if use_biases:
-                    x1 += dar + dbo[c1]
-                    x2 += dar + dbo[c2]
-                if mode == 1:
-                    d1 = zero
-                    d2 = zero
-                    for f in range(k):
-                        d1 += A[r, f] * B[c1, f]
-                        d2 += A[r, f] * B[c2, f]
-                    if use_biases:
-                        d1 += bo[c1]
-                        d2 += bo[c2]
-                    e1 = vals[j] - (base + d1)
-                    e2 = vals[j + 1] - (base + d2)
-                    for f in range(k):
-                        rows[t, f] += x1 * B[c1, f] + x2 * B[c2, f] - e1 * dB[c1, f] - e2 * dB[c2, f]
-                else:
-                    for f in range(k):
-                        rows[t, f] += x1 * B[c1, f] + x2 * B[c2, f]
-                hbr += x1 + x2
-                j += 2
-            while j < end:
-                c1 = cols[j]
-                x1 = zero
-                for f in range(k):
-                    x1 += dA[r, f] * B[c1, f] + A[r, f] * dB[c1, f]
-                if use_biases:
-                    x1 += dar + dbo[c1]
-                if mode == 1:
-                    d1 = zero
-                    for f in range(k):
-                        d1 += A[r, f] * B[c1, f]
-                    if use_biases:
-                        d1 += bo[c1]
-                    e1 = vals[j] - (base + d1)
-                    for f in range(k):
-                        rows[t, f] += x1 * B[c1, f] - e1 * dB[c1, f]
-                else:
-                    for f in range(k):
-                        rows[t, f] += x1 * B[c1, f]
-                hbr += x1
-                j += 1
-            for f in range(k):
-                H[r, f] += rows[t, f]
-            if use_biases:
-                hb[r] += hbr
-
-
-@numba.njit(parallel=True, **_OPTS)
-def _side_hessp_penalty(chunks, dA, da, regw, regbw, use_biases, H, hb):
-    for ch in prange(chunks.shape[0] - 1):
-        _hessp_init(chunks[ch], chunks[ch + 1], dA, da, regw, regbw, use_biases, H, hb)
+def _no_buffers(dtype):
+    """Empty scatter buffers of ``dtype`` for the side passes (``scatter=False`` never reads them)."""
+    return np.empty((0, 0, 0), dtype=dtype), np.empty((0, 0), dtype=dtype)
 
 
 def side_grad_tiled(tiles, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_loss, G, gb, rows, loss_parts,
@@ -712,9 +546,10 @@ def side_grad_tiled(tiles, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_
     ``data_loss``): the result does not depend on the thread count.
     """
     chunks = tiles["ubounds"]
-    _side_penalty(chunks, A, a, regw, regbw, use_biases, G, gb, pen_parts)
-    _side_grad_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
-                    A, B, a, bo, mu, use_biases, sign, G, gb, rows, loss_parts)
+    nobuf, nobufc = _no_buffers(A.dtype)
+    _prepare_blocks(chunks, A, a, regw, regbw, use_biases, G, gb, False, nobuf, nobufc, pen_parts)
+    _grad_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
+               A, B, a, bo, mu, use_biases, sign, G, gb, False, nobuf, nobufc, rows, loss_parts)
     total = 0.0
     for ch in range(len(chunks) - 1):
         total += float(pen_parts[ch])
@@ -726,6 +561,7 @@ def side_grad_tiled(tiles, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_
 def side_hessp_tiled(tiles, A, B, dA, dB, a, bo, da, dbo, mu, regw, regbw, use_biases, mode, H, hb, rows) -> None:
     """One side of a Hessian-vector product (as :func:`fastmf.kernels.csr.hessp_side_parallel`)
     over a tiled layout of that side; writes ``H`` and ``hb``."""
-    _side_hessp_penalty(tiles["ubounds"], dA, da, regw, regbw, use_biases, H, hb)
-    _side_hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
-                     A, B, dA, dB, a, bo, da, dbo, mu, use_biases, mode, H, hb, rows)
+    nobuf, nobufc = _no_buffers(A.dtype)
+    _prepare_hessp(tiles["ubounds"], dA, da, regw, regbw, use_biases, H, hb, False, nobuf, nobufc)
+    _hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
+                A, B, dA, dB, a, bo, da, dbo, mu, use_biases, mode, H, hb, False, nobuf, nobufc, rows)
