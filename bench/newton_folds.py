@@ -69,7 +69,7 @@ def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0, early_stopp
     rank, reg, reg_bias, scale = cfg
     obj = MFObjective(train, rank, reg=reg, reg_bias=reg_bias, reg_weighting=args.weighting,
                       hessian=args.hessian, n_threads=args.threads, dtype=args.dtype)
-    x0 = obj.x0(seed, scale=scale)
+    x0 = obj.x0(seed, scale=scale, init=args.init)
     kw = {}
     if validation is not None:
         kw = dict(validation=validation, clip=(1.0, 5.0),
@@ -133,6 +133,9 @@ def main(argv=None) -> float:
     ap.add_argument("--regs", nargs="+", type=float, default=[0.04, 0.06, 0.08, 0.1])
     ap.add_argument("--reg-biases", nargs="+", type=float, default=None, help="λ_b grid (default: λ_b = λ_f)")
     ap.add_argument("--init-scales", nargs="+", type=float, default=[0.1], help="x0 scale grid (MFObjective.x0)")
+    ap.add_argument("--init", default="random", choices=["random", "svd"],
+                    help="starting factors (MFObjective.x0): random draws or the spectral start; --init-scales "
+                         "gives their row norm either way")
     ap.add_argument("--weighting", default="count", type=_weighting, metavar="{count,sqrt-count,uniform,ALPHA}",
                     help="reg_weighting of MFObjective (penalty weights n**ALPHA)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -213,7 +216,7 @@ def main(argv=None) -> float:
           + (f", early-stopped {np.mean(tests_es):.4f}" if tests_es else "")
           + (f", ensemble of {args.seeds} refits {np.mean(tests_ens):.4f}" if tests_ens else "")
           + f"  (target <= 0.905)  [{args.weighting} reg, hessian={args.hessian}, "
-          f"{time.perf_counter() - t_all:.0f}s total]")
+          f"init={args.init}, {time.perf_counter() - t_all:.0f}s total]")
     return mean
 
 

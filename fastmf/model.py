@@ -82,6 +82,7 @@ from ._validation import (
     check_random_state,
 )
 from .data.ratings import Ratings
+from .initialization import INITS, initial_factors
 from .kernels.predict import predict_codes
 from .solvers._base import CallbackList
 
@@ -264,6 +265,16 @@ class MatrixFactorization:
     random_state : None, int or numpy Generator
         Seed of the initial factors (and SGD's shuffles).  An int makes ``fit``
         deterministic (for a given thread count; SGD whatever the count).
+    init : {"random", "svd"}
+        Starting factors (:func:`fastmf.initialization.initial_factors`): random
+        draws, or the spectral start (top-``rank`` singular vectors of the centred
+        training ratings, no random component; needs ``rank < min(n_users,
+        n_items)``).  The spectral start matters most with ``early_stopping``.
+        Ignored by ``fit(..., warm_start=True)``, which starts from the model.
+    init_scale : float >= 0, optional
+        Root mean squared norm of a starting factor row.  ``None``: the solver's
+        default (0.1 for ``"newton"`` and ``"als"``; for ``"sgd"`` its
+        ``init_scale`` option times :math:`\sqrt{\mathrm{rank}}`).
     progress : bool
         Show a progress bar while fitting.
     callbacks : callable or list of callables, optional
@@ -321,6 +332,8 @@ class MatrixFactorization:
         max_iter: int | None = None,
         tol: float | None = None,
         random_state=None,
+        init: str = "random",
+        init_scale: float | None = None,
         progress: bool = True,
         callbacks: Callable | Iterable[Callable] | None = None,
         early_stopping: int | None = None,
@@ -339,6 +352,8 @@ class MatrixFactorization:
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.init = init
+        self.init_scale = init_scale
         self.progress = progress
         self.callbacks = callbacks
         self.early_stopping = early_stopping
@@ -414,6 +429,10 @@ class MatrixFactorization:
         if isinstance(rs, numbers.Integral) and rs < 0:
             raise ValueError(f"random_state must be a non-negative int, got {rs}")
         p["random_state"] = rs
+        if not isinstance(self.init, str):
+            raise TypeError(f"init must be a string, got {self.init!r}")
+        p["init"] = check_choice(self.init, "init", set(INITS))
+        p["init_scale"] = None if self.init_scale is None else check_nonnegative_float(self.init_scale, "init_scale")
         if not isinstance(self.progress, (bool, np.bool_)):
             raise TypeError(f"progress must be a bool, got {self.progress!r}")
         p["progress"] = bool(self.progress)
@@ -1338,6 +1357,26 @@ def _solver_entry(solver: str):
     return fn, obj_keys, solver_keys
 
 
+_DEFAULT_ROW_SCALE = 0.1  # MFObjective.x0's default row norm
+
+
+def _initial_point(train: Ratings, p: dict, accepted, opts: dict) -> np.ndarray:
+    """Packed start (zero biases) for ALS and SGD from ``init`` / ``init_scale``."""
+    k = p["rank"]
+    scale = p["init_scale"]
+    if scale is None:
+        if p["solver"] == "sgd":  # SGD draws entries with std init_scale: rows of norm init_scale * sqrt(k)
+            entry = opts.get("init_scale", accepted["init_scale"].default)
+            scale = check_nonnegative_float(entry, "solver_options['init_scale']") * np.sqrt(k)
+        else:
+            scale = _DEFAULT_ROW_SCALE
+    mu = train.global_mean if p["biases"] else 0.0
+    P0, Q0 = initial_factors(train, k, p["init"], scale, mu=mu, random_state=p["random_state"])
+    if p["biases"]:
+        return pack(P0, Q0, np.zeros(train.n_users), np.zeros(train.n_items))
+    return pack(P0, Q0, None, None)
+
+
 def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: np.ndarray | None):
     """Call the solver; return ``(result, mu)``."""
     opts = dict(p["solver_options"])
@@ -1367,7 +1406,8 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
             n_threads=p["n_threads"], reg_weighting=p["reg_weighting"], **obj_opts,
         )
         if x0 is None:
-            x0 = objective.x0(random_state=p["random_state"])
+            x0 = objective.x0(random_state=p["random_state"], init=p["init"],
+                              scale=_DEFAULT_ROW_SCALE if p["init_scale"] is None else p["init_scale"])
         kw = dict(common)
         if p["max_iter"] is not None:
             kw["max_iter"] = p["max_iter"]
@@ -1381,6 +1421,8 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
         result = fn(objective, x0, **kw)
         mu = result.get("mu", objective.mu)
         return result, mu
+    if x0 is None and (p["init"] != "random" or p["init_scale"] is not None):
+        x0 = _initial_point(train, p, accepted, opts)
     kw = dict(common)
     kw.update(reg=p["reg"], reg_bias=p["reg_bias"], biases=p["biases"], reg_weighting=p["reg_weighting"],
               dtype=p["dtype"], n_threads=p["n_threads"], random_state=p["random_state"], x0=x0)

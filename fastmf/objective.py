@@ -322,14 +322,31 @@ class MFObjective:
         """Views ``(P, Q, b, c)`` into ``x`` (``b, c`` are ``None`` without biases)."""
         return _unpack(np.asarray(x), self.n_users, self.n_items, self.rank, self.biases)
 
-    def x0(self, random_state=None, scale: float = 0.1) -> np.ndarray:
-        r"""A starting point: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`,
-        zero biases (float64, deterministic for an int seed)."""
-        rng = check_random_state(random_state)
-        scale = check_nonnegative_float(scale, "scale")
+    def x0(self, random_state=None, scale: float = 0.1, init: str = "random") -> np.ndarray:
+        r"""A starting point (float64), zero biases.
+
+        Parameters
+        ----------
+        random_state : None, int or numpy Generator
+            An int makes the point deterministic.
+        scale : float >= 0
+            Root mean squared norm of a factor row.
+        init : {"random", "svd"}
+            ``"random"``: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`.
+            ``"svd"``: the spectral start of :func:`fastmf.initialization.initial_factors`,
+            the top-``k`` singular vectors of the centred targets :math:`r_{ui} - \mu`
+            (the signs for the sign loss) scaled by the square roots of their singular
+            values; needs ``rank < min(n_users, n_items)``.
+        """
+        from .initialization import initial_factors
+
+        values = self._vals if self.loss == "sign" else None
+        P0, Q0 = initial_factors(self.ratings, self.rank, init, scale, mu=self.mu, values=values,
+                                 random_state=random_state)
         x = np.zeros(self.n_params)
-        nk = (self.n_users + self.n_items) * self.rank
-        x[:nk] = rng.standard_normal(nk) * (scale / np.sqrt(self.rank))
+        m, n, k = self.n_users, self.n_items, self.rank
+        x[: m * k] = P0.ravel()
+        x[m * k:(m + n) * k] = Q0.ravel()
         return x
 
     @property
