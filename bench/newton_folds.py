@@ -30,12 +30,15 @@ Usage::
 
 ``--weighting`` takes any ``reg_weighting`` of :class:`fastmf.MFObjective`
 (``uniform``, ``sqrt-count``, ``count`` or an exponent α: penalty weights
-``n**α`` per user/item row, ``n`` its training rating count).  Best found (mean 0.9060;
-uniform best 0.9084; exponents 0.25-0.5 were equally good on validation, separate
-bias exponents, float64, Gauss-Newton and ranks above 128 made no difference)::
+``n**α`` per user/item row, ``n`` its training rating count).  ``--init svd`` starts
+from the spectral start (:mod:`fastmf.initialization`).  Best found (mean 0.9055; random
+start 0.9057; uniform best 0.9084; exponents 0.25-0.5 were equally good on validation,
+separate user/item λ, separate bias exponents, float64, Gauss-Newton and ranks above 128
+made no difference)::
 
-    python -m bench.newton_folds --ranks 128 256 --regs 0.8 1 1.25 --reg-biases 0.3 1 \
-        --weighting sqrt-count --threads 1 --max-iter 100 --max-cg 1 --early-stopping 3
+    python -m bench.newton_folds --ranks 128 256 --regs 1 1.25 --reg-biases 1 --init svd \
+        --init-scales 0.01 0.03 --weighting sqrt-count --threads 1 --max-cg 1 \
+        --inner-folds 5 --inner-max-iter 25
 """
 
 from __future__ import annotations
