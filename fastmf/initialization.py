@@ -31,10 +31,13 @@ inside each base set, Newton-CG stopped early, ``bench/newton_folds.py``) the
 spectral start at ``scale=0.01`` gave a validation RMSE 0.0006 lower than the best
 random start; fitted to convergence the start hardly matters.
 
-Cost: one ARPACK run (``scipy.sparse.linalg.svds``) on the sparse matrix, about
-``k`` to ``3k`` sparse matrix-vector products with each side, :math:`O(\mathrm{nnz})`
-each, plus :math:`O((m+n)k^2)`; memory one float64 copy of the ratings and the
-factors.
+Cost: one ARPACK run (``scipy.sparse.linalg.svds``) on the sparse matrix: sparse
+matrix-vector products with each side, :math:`O(\mathrm{nnz})` each (single-threaded),
+plus :math:`O((m+n)k^2)`; memory one float64 copy of the ratings and the factors.
+Measured on the synthetic ML-20M shape (20M ratings, rank 32, quiet machine): 10.8 s
+(PROPACK 8.0 s, LOBPCG did not converge), about as long as a whole Newton-CG fit at
+that size, which is why ``"random"`` stays the default; on an ml-100k base set at rank
+128 it takes 0.3 s.
 """
 
 from __future__ import annotations
