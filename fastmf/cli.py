@@ -161,7 +161,7 @@ def cmd_fit(args) -> int:
     model = MatrixFactorization(
         rank=args.rank, solver=args.solver, reg=args.reg, reg_bias=args.reg_bias, biases=not args.no_biases,
         reg_weighting=args.reg_weighting, dtype=dtype, n_threads=args.threads, max_iter=args.max_iter,
-        tol=args.tol, random_state=args.seed, progress=not args.no_progress,
+        tol=args.tol, random_state=args.seed, init=args.init, progress=not args.no_progress,
     )
     model._validated_params()  # parameter errors before loading any data
     ratings = _load_dataset(args.dataset, dtype)
@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--reg-weighting", type=_weighting, default="count", metavar="{count,sqrt-count,uniform,ALPHA}",
                    help="penalty weight of each row: its rating count n (default), sqrt(n), 1, or n**ALPHA")
     f.add_argument("--no-biases", action="store_true", help="fit factors only (no user/item biases)")
+    f.add_argument("--init", choices=("random", "svd"), default="random",
+                   help="starting factors: random draws (default) or the spectral start (top singular vectors "
+                        "of the centred ratings; needs rank < min(users, items))")
     f.add_argument("--max-iter", type=int, default=None,
                    help="iterations (Newton, ALS) or epochs (SGD); default: the solver's")
     f.add_argument("--tol", type=float, default=None, help="stopping tolerance; default: the solver's")

@@ -139,6 +139,18 @@ def test_fit_other_solvers(readme_outputs):
     assert "learning rate" in sgd.stdout and "epoch" not in sgd.stderr.lower().replace("n_epochs", "")
 
 
+def test_fit_spectral_start(workdir, readme_outputs, capsys, monkeypatch):
+    """--init svd reaches the estimator: same seed, different start, so a different first loss."""
+    monkeypatch.chdir(workdir)
+    losses = {}
+    for init in ("random", "svd"):
+        assert main(["fit", "ratings.csv", "--rank", "4", "--max-iter", "1", "--no-progress", "--init", init]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        header = next(i for i, l in enumerate(lines) if l.strip().startswith("iter"))
+        losses[init] = lines[header + 1].split()[1]
+    assert losses["random"] != losses["svd"]
+
+
 def test_predict_and_recommend(readme_outputs, workdir):
     from fastmf.model import MatrixFactorization
 
@@ -186,6 +198,7 @@ def test_predict_unknown_ids_note(workdir, readme_outputs):
         (["fit", "--rank", "0"], "rank must be >= 1"),
         (["fit", "--test-size", "1.5"], "--test-size"),
         (["fit", "ratings.csv", "--save", "no/such/dir/m.npz"], "does not exist"),
+        (["fit", "ratings.csv", "--init", "svd", "--rank", "3000"], "init='svd' needs rank < min(n_users, n_items)"),
         (["info", "missing.csv"], "neither a MovieLens name"),
     ],
 )
