@@ -1421,6 +1421,9 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
         result = fn(objective, x0, **kw)
         mu = result.get("mu", objective.mu)
         return result, mu
+    if p["init_scale"] is not None and "init_scale" in opts:
+        raise ValueError("init_scale is given twice (the estimator's init_scale and solver_options['init_scale']): "
+                         "keep one")
     if x0 is None and (p["init"] != "random" or p["init_scale"] is not None):
         x0 = _initial_point(train, p, accepted, opts)
     kw = dict(common)

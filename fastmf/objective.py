@@ -17,9 +17,10 @@ from ._packing import n_params as _n_params
 from ._packing import pack as _pack
 from ._packing import unpack as _unpack
 from ._threading import resolve_n_threads, thread_limit
-from ._validation import check_choice, check_dtype, check_nonnegative_float, check_positive_int, check_random_state
+from ._validation import check_choice, check_dtype, check_nonnegative_float, check_positive_int
 from .data.ratings import Ratings
 from ._weights import reg_exponent, row_weights
+from .initialization import initial_factors
 from .kernels import coo as _coo
 from .kernels import tiled as _tiled
 from .kernels import _vec
@@ -338,8 +339,6 @@ class MFObjective:
             (the signs for the sign loss) scaled by the square roots of their singular
             values; needs ``rank < min(n_users, n_items)``.
         """
-        from .initialization import initial_factors
-
         values = self._vals if self.loss == "sign" else None
         P0, Q0 = initial_factors(self.ratings, self.rank, init, scale, mu=self.mu, values=values,
                                  random_state=random_state)

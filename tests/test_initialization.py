@@ -200,3 +200,11 @@ def test_estimator_svd_rank_too_large(rng):
     R = _ratings(rng, m=10, n=8)
     with pytest.raises(ValueError, match=r"rank < min\(n_users, n_items\) = 8"):
         MatrixFactorization(rank=8, init="svd", progress=False).fit(R)
+
+
+def test_estimator_init_scale_given_twice(rng):
+    R = _ratings(rng)
+    m = MatrixFactorization(rank=2, solver="sgd", init_scale=0.1, progress=False,
+                            solver_options={"init_scale": 0.01})
+    with pytest.raises(ValueError, match="init_scale is given twice"):
+        m.fit(R)
