@@ -151,8 +151,9 @@ def test_als_rows_solve_normal_equations(rng, biases):
     y = np.empty((len(ch) - 1, K))
     fixed = np.zeros(len(ch) - 1, dtype=np.int64)
     d = np.zeros(1)
-    als_solve_rows(r.user_indptr, r.items, r.values, Q, c if biases else d, ref.mu, np.ones(m), 0.4, 0.3, biases,
-                   ch, PIVOT_RTOL, A, y, P, b if biases else d, fixed)
+    diag = np.array([0.4] * k + [0.3] * biases)
+    als_solve_rows(r.user_indptr, r.items, r.values, Q, c if biases else d, ref.mu, np.ones(m), diag, np.zeros(K),
+                   biases, ch, PIVOT_RTOL, A, y, P, b if biases else d, fixed, np.zeros((1, 1)), 0.0)
     g = ref.jac(x)
     gP, _, gb, _ = unpack(g, m, n, k, biases)
     np.testing.assert_allclose(gP, 0, atol=1e-10)

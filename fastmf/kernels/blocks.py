@@ -238,9 +238,9 @@ def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, reg_f, reg_b, biases, chunks, rtol,
-                   scratch_A, scratch_r, out_F, out_b, fixed):
-    r"""Exact ALS row solves for one side, in parallel over chunks of rows.
+def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_shift, biases, chunks, rtol,
+                   scratch_A, scratch_r, out_F, out_b, fixed, noise, noise_scale):
+    r"""Exact ALS row solves (or Gibbs draws) for one side, in parallel over chunks of rows.
 
     For each row ``u`` solves (in float64 scratch)
 
@@ -250,6 +250,20 @@ def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, reg_f, reg_b, biase
     and writes ``out_F[u]`` (and ``out_b[u]`` with biases).  ``other_bias`` is ``c``
     (for users) or ``b`` (for items); ignored without biases.  ``scratch_A`` is
     (n_chunks, K, K) float64, ``scratch_r`` (n_chunks, K) float64.
+
+    The penalty is given per coordinate: ``prior_diag`` (K,) float64 holds
+    :math:`(\lambda_f, \dots, \lambda_f, \lambda_b)` for ALS, and the row's block gets
+    :math:`w_u\,\mathrm{diag}(\text{prior\_diag})` on its diagonal and
+    :math:`w_u\,\text{prior\_shift}` on its right-hand side, i.e. the penalty
+    :math:`\tfrac12 w_u \sum_a d_a (x_a - s_a/d_a)^2` of a Gaussian prior centred at
+    ``prior_shift / prior_diag`` (``prior_shift = 0`` for ALS).
+
+    With ``noise_scale = σ > 0`` the row is instead *drawn* from its Gaussian
+    conditional :math:`\mathcal N(B_u^{-1} y_u,\ \sigma^2 B_u^{-1})` (Gibbs sampling,
+    :mod:`fastmf.solvers.gibbs`): with :math:`B_u = L L^\top`, the draw is
+    :math:`L^{-\top}(L^{-1} y_u + \sigma z_u)`, ``z_u = noise[u]`` (K standard normals,
+    float64, drawn by the caller so that the result does not depend on the threads).
+    With ``noise_scale = 0`` ``noise`` is not read (pass a (1, 1) dummy).
     """
     k = F.shape[1]
     K = scratch_A.shape[1]
@@ -272,16 +286,18 @@ def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, reg_f, reg_b, biase
                 q = F[col]
                 for a in range(k):
                     y[a] += t * q[a]
-            for a in range(k):
-                A[a, a] += reg_f * w[row]
-            if biases:
-                A[k, k] += reg_b * w[row]
+            for a in range(K):
+                A[a, a] += prior_diag[a] * w[row]
+                y[a] += prior_shift[a] * w[row]
             nf += _cholesky_inplace(A, rtol)
             for a in range(K):
                 s = y[a]
                 for l in range(a):
                     s -= A[a, l] * y[l]
                 y[a] = s / A[a, a]
+            if noise_scale > 0.0:
+                for a in range(K):
+                    y[a] += noise_scale * noise[row, a]
             for a in range(K - 1, -1, -1):
                 s = y[a]
                 for l in range(a + 1, K):

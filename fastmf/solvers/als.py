@@ -83,12 +83,18 @@ class ALSSolver:
         wu, wi = structure.weights()
         self._wu = wu.astype(np.float64)
         self._wi = wi.astype(np.float64)
-        K = structure.rank + (1 if structure.biases else 0)
+        k = structure.rank
+        K = k + (1 if structure.biases else 0)
         nc = max(len(self._uchunks), len(self._ichunks)) - 1
         self._A = np.empty((max(nc, 1), K, K))
         self._y = np.empty((max(nc, 1), K))
         self._fixed = np.zeros(max(nc, 1), dtype=np.int64)
         self._dummy = np.zeros(1, dtype=structure.dtype)
+        self._no_noise = np.zeros((1, 1))
+        self._prior_diag = np.full(K, float(structure.reg))
+        if structure.biases:
+            self._prior_diag[k] = float(structure.reg_bias)
+        self._prior_shift = np.zeros(K)
         self.n_fixed = 0
 
     def solve_users(self, x: np.ndarray) -> None:
@@ -98,9 +104,9 @@ class ALSSolver:
         P, Q, b, c = s.unpack(x)
         d = self._dummy
         nc = len(self._uchunks) - 1
-        als_solve_rows(r.user_indptr, r.items, r.values, Q, c if s.biases else d, s.mu, self._wu, s.reg,
-                       s.reg_bias, s.biases, self._uchunks, PIVOT_RTOL, self._A[:nc], self._y[:nc], P,
-                       b if s.biases else d, self._fixed[:nc])
+        als_solve_rows(r.user_indptr, r.items, r.values, Q, c if s.biases else d, s.mu, self._wu,
+                       self._prior_diag, self._prior_shift, s.biases, self._uchunks, PIVOT_RTOL, self._A[:nc],
+                       self._y[:nc], P, b if s.biases else d, self._fixed[:nc], self._no_noise, 0.0)
         self.n_fixed = int(self._fixed[:nc].sum())
 
     def solve_items(self, x: np.ndarray) -> None:
@@ -111,8 +117,8 @@ class ALSSolver:
         d = self._dummy
         nc = len(self._ichunks) - 1
         als_solve_rows(r.item_indptr, r.item_users, r.item_values, P, b if s.biases else d, s.mu, self._wi,
-                       s.reg, s.reg_bias, s.biases, self._ichunks, PIVOT_RTOL, self._A[:nc], self._y[:nc], Q,
-                       c if s.biases else d, self._fixed[:nc])
+                       self._prior_diag, self._prior_shift, s.biases, self._ichunks, PIVOT_RTOL, self._A[:nc],
+                       self._y[:nc], Q, c if s.biases else d, self._fixed[:nc], self._no_noise, 0.0)
         self.n_fixed = int(self._fixed[:nc].sum())
 
 
