@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    fastmf fit [DATASET] [--solver newton|als|sgd] [--rank 32] [--reg ...] [--test-size 0.1]
+    fastmf fit [DATASET] [--solver newton|als|sgd|gibbs] [--rank 32] [--reg ...] [--test-size 0.1]
                [--save model.npz] [--plot curve.png] ...
     fastmf predict MODEL USER ITEM [ITEM ...]
     fastmf recommend MODEL USER [-n 10]
@@ -119,6 +119,7 @@ def history_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
         ("grad_norm", "grad norm", ".4g"),
         ("n_cg", "CG steps", "d"),
         ("learning_rate", "learning rate", ".4g"),
+        ("noise_variance", "sigma^2", ".4g"),
         ("val_rmse", "val RMSE", ".4f"),
     ]
     for key, name, spec in optional:
@@ -386,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
                    help="MovieLens name (ml-100k, ml-latest-small, ...) or a ratings file; "
                         f"default: the bundled {DEFAULT_DATASET}")
-    f.add_argument("--solver", choices=("newton", "als", "sgd"), default="newton", help="default: newton")
+    f.add_argument("--solver", choices=("newton", "als", "sgd", "gibbs"), default="newton",
+                   help="default: newton; gibbs = Bayesian biased MF by Gibbs sampling (no --reg: its prior "
+                        "precisions are sampled)")
     f.add_argument("--rank", type=int, default=32, help="number of latent factors (default 32)")
     f.add_argument("--reg", type=float, default=0.1, help="L2 weight of the factors (default 0.1)")
     f.add_argument("--reg-bias", type=float, default=None, help="L2 weight of the biases (default: --reg)")
@@ -397,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting factors: random draws (default) or the spectral start (top singular vectors "
                         "of the centred ratings; needs rank < min(users, items))")
     f.add_argument("--max-iter", type=int, default=None,
-                   help="iterations (Newton, ALS) or epochs (SGD); default: the solver's")
+                   help="iterations (Newton, ALS), epochs (SGD) or draws after the burn-in (Gibbs); "
+                        "default: the solver's")
     f.add_argument("--tol", type=float, default=None, help="stopping tolerance; default: the solver's")
     f.add_argument("--test-size", type=float, default=0.1,
                    help="fraction of ratings held out at random for the test RMSE (default 0.1; 0: none)")

@@ -101,7 +101,7 @@ FORMAT_VERSION = 1
 #: Default budget (number of floats) of one block of scores in recommend / similar_items.
 DEFAULT_BLOCK_SIZE = 1 << 22
 
-_SOLVERS = ("newton", "als", "sgd")
+_SOLVERS = ("newton", "als", "sgd", "gibbs")
 _UNKNOWN = ("mean", "nan", "raise")
 
 
@@ -230,15 +230,23 @@ class MatrixFactorization:
     Parameters
     ----------
     rank : int >= 1
-        Number of latent factors ``k``.
-    solver : {"newton", "als", "sgd"}
+        Number of latent factors ``k`` (for ``"gibbs"``: of each posterior draw; the
+        fitted factors then have ``rank`` times the number of kept draws columns).
+    solver : {"newton", "als", "sgd", "gibbs"}
         Trust-region Newton-CG (:func:`fastmf.solvers.newton.newton_cg` on
         :class:`fastmf.objective.MFObjective`, with the *exact* Hessian by default:
         the residuals stay non-zero at a minimum, so Gauss-Newton converges only
         linearly; pass ``solver_options={"hessian": "gauss-newton"}`` for it),
         alternating least squares
-        (:func:`fastmf.solvers.als.als`) or parallel blocked SGD
-        (:func:`fastmf.solvers.sgd.sgd`).
+        (:func:`fastmf.solvers.als.als`), parallel blocked SGD
+        (:func:`fastmf.solvers.sgd.sgd`), or Gibbs sampling of Bayesian biased MF
+        (:func:`fastmf.solvers.gibbs.gibbs`: hierarchical priors whose precisions are
+        sampled, prediction = posterior mean; the most accurate on ml-100k, see the
+        README).  ``"gibbs"`` takes no ``reg``, ``reg_bias``, ``tol`` or
+        ``early_stopping`` (they raise unless left at their defaults; nor
+        ``reg_weighting``), reads
+        ``max_iter`` as its number of draws after the burn-in, and its models
+        support neither ``warm_start`` nor fold-in.
     reg : float >= 0
         :math:`\lambda_f`, the L2 weight of the factors.  The default 0.1 (with
         ``reg_weighting="count"``) was the best of {0.05, 0.1, 0.2} for ALS at rank 32
@@ -258,7 +266,8 @@ class MatrixFactorization:
         Threads for numba kernels and BLAS during each call (``fit``, ``predict``,
         ``recommend``...), restored afterwards; ``None`` = all, ``-1`` = all.
     max_iter : int >= 1, optional
-        Newton/ALS outer iterations or SGD epochs; ``None`` = the solver's default.
+        Newton/ALS outer iterations, SGD epochs or Gibbs draws after the burn-in;
+        ``None`` = the solver's default.
     tol : float >= 0, optional
         Newton: ``gtol`` (relative gradient norm); ALS and SGD: their ``tol``
         (relative loss decrease); ``None`` = the solver's default.
@@ -501,6 +510,8 @@ class MatrixFactorization:
         clash = sorted(set(p["solver_options"]) & reserved)
         if clash:
             raise ValueError(f"solver_options may not set {clash}: use the estimator's own parameters")
+        if p["solver"] == "gibbs":
+            _check_gibbs_params(p, warm_start)
         if warm_start:
             self._check_fitted()
             if self.user_factors_.shape[1] != p["rank"]:
@@ -527,7 +538,8 @@ class MatrixFactorization:
             result, mu = _run_solver(solver_fn, obj_keys, p, train, val, x0)
 
         m, n = train.n_users, train.n_items
-        P, Q, b, c = unpack(np.asarray(result.x), m, n, p["rank"], p["biases"])
+        # gibbs returns its kept draws stacked: a model of rank (draws x rank)
+        P, Q, b, c = unpack(np.asarray(result.x), m, n, int(result.get("rank", p["rank"])), p["biases"])
         dt = p["dtype"]
         self.user_factors_ = np.array(P, dtype=dt, copy=True)
         self.item_factors_ = np.array(Q, dtype=dt, copy=True)
@@ -1001,6 +1013,9 @@ class MatrixFactorization:
             or a singular system (``reg = 0`` with too few ratings).
         """
         self._check_fitted()
+        if self.solver == "gibbs":
+            raise ValueError("fold-in solves the MAP row problem, which a solver='gibbs' model (stacked posterior "
+                             "draws, no penalty) does not have: refit with the new user's ratings")
         codes, r = self._fold_in_input(items, ratings)
         Q = self.item_factors_[codes].astype(np.float64)
         k = Q.shape[1]
@@ -1347,6 +1362,10 @@ def _solver_entry(solver: str):
         from .solvers.als import als as fn
 
         obj_keys = []
+    elif solver == "gibbs":
+        from .solvers.gibbs import gibbs as fn
+
+        obj_keys = []
     else:
         from .solvers.sgd import sgd as fn
 
@@ -1375,6 +1394,29 @@ def _initial_point(train: Ratings, p: dict, accepted, opts: dict) -> np.ndarray:
     if p["biases"]:
         return pack(P0, Q0, np.zeros(train.n_users), np.zeros(train.n_items))
     return pack(P0, Q0, None, None)
+
+
+def _check_gibbs_params(p: dict, warm_start: bool) -> None:
+    """Parameters that have no meaning for ``solver="gibbs"`` raise instead of being ignored.
+
+    The penalty parameters keep their defaults (which gibbs does not read) or raise.
+    """
+    defaults = inspect.signature(MatrixFactorization).parameters
+    changed = [name for name in ("reg", "reg_bias") if p[name] != defaults[name].default]
+    if p["reg_weighting"] not in (defaults["reg_weighting"].default, "uniform"):
+        changed.append("reg_weighting")
+    if changed:
+        raise ValueError(f"solver='gibbs' samples the prior precisions: {', '.join(changed)} do(es) not apply "
+                         "(leave them at their defaults)")
+    if p["tol"] is not None:
+        raise ValueError("solver='gibbs' runs a fixed number of sweeps: tol does not apply (set max_iter, the "
+                         "number of draws after the burn-in)")
+    if p["early_stopping"] is not None:
+        raise ValueError("solver='gibbs' averages draws, which does not overfit: early_stopping does not apply "
+                         "(an eval_set is still scored each sweep)")
+    if warm_start:
+        raise ValueError("warm_start is not available for solver='gibbs' (its model stacks posterior draws): "
+                         "refit from scratch")
 
 
 def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: np.ndarray | None):
@@ -1427,10 +1469,11 @@ def _run_solver(fn, obj_keys, p: dict, train: Ratings, val: Ratings | None, x0: 
     if x0 is None and (p["init"] != "random" or p["init_scale"] is not None):
         x0 = _initial_point(train, p, accepted, opts)
     kw = dict(common)
-    kw.update(reg=p["reg"], reg_bias=p["reg_bias"], biases=p["biases"], reg_weighting=p["reg_weighting"],
-              dtype=p["dtype"], n_threads=p["n_threads"], random_state=p["random_state"], x0=x0)
+    kw.update(biases=p["biases"], dtype=p["dtype"], n_threads=p["n_threads"], random_state=p["random_state"], x0=x0)
+    if p["solver"] != "gibbs":
+        kw.update(reg=p["reg"], reg_bias=p["reg_bias"], reg_weighting=p["reg_weighting"])
     if p["max_iter"] is not None:
-        kw["n_epochs" if p["solver"] == "sgd" else "max_iter"] = p["max_iter"]
+        kw[{"sgd": "n_epochs", "gibbs": "n_samples"}.get(p["solver"], "max_iter")] = p["max_iter"]
     if p["tol"] is not None:
         kw["tol"] = p["tol"]
     kw.update(opts)
