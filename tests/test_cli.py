@@ -27,6 +27,7 @@ README_STEPS = [
     "fastmf info model.npz",
     "fastmf fit ratings.csv --solver als --rank 8 --max-iter 5 --test-size 0.2 --no-progress",
     "fastmf fit --solver sgd --rank 16 --max-iter 10 --no-progress --save sgd.npz",
+    "fastmf fit --solver gibbs --rank 8 --max-iter 60 --no-progress --save gibbs.npz",
     "fastmf bench --repeat 2",
 ]
 
@@ -106,6 +107,21 @@ def test_readme_steps_run(readme_outputs, workdir):
         assert proc.returncode == 0, line
     assert (workdir / "model.npz").is_file() and (workdir / "sgd.npz").is_file()
     assert (workdir / "curve.png").stat().st_size > 1000
+
+
+def test_fit_gibbs_prints_noise_variance_and_saves_the_posterior_mean(readme_outputs, workdir):
+    line = next(s for s in README_STEPS if "--solver gibbs" in s)
+    out = readme_outputs[line].stdout
+    header = next(l for l in out.splitlines() if l.strip().startswith("iter"))
+    assert "sigma^2" in header and "val RMSE" in header
+    rows = [l for l in out.splitlines() if l.split() and l.split()[0].isdigit()]
+    assert len(rows) == 50 + 60  # burn-in + draws, one row per sweep
+    rmse = float(next(l for l in out.splitlines() if l.startswith("test RMSE:")).split()[2])
+    assert 0.5 < rmse < 1.1
+    from fastmf.model import MatrixFactorization
+
+    model = MatrixFactorization.load(workdir / "gibbs.npz")
+    assert model.solver == "gibbs" and model.user_factors_.shape[1] == 8 * 60
 
 
 def test_info_dataset(readme_outputs):

@@ -1,4 +1,4 @@
-"""Solvers: trust-region Newton-CG, ALS and parallel blocked SGD, with one run interface.
+"""Solvers: trust-region Newton-CG, ALS, parallel blocked SGD and Gibbs sampling, with one run interface.
 
 All return a :class:`SolverResult` (packed ``x = [P, Q, b, c]`` plus ``mu``, ``rank``,
 ``biases``, a per-iteration ``history``); all take ``validation``, ``early_stopping``,
@@ -7,6 +7,7 @@ All return a :class:`SolverResult` (packed ``x = [P, Q, b, c]`` plus ``mu``, ``r
 
 from ._base import IterationRecord, SolverResult, Status
 from .als import als
+from .gibbs import gibbs
 from .newton import ConvergenceWarning, fit_newton_cg, newton_cg, sign_loss_bound
 from .sgd import DivergenceError, sgd
 
@@ -18,6 +19,7 @@ __all__ = [
     "Status",
     "als",
     "fit_newton_cg",
+    "gibbs",
     "newton_cg",
     "sgd",
     "sign_loss_bound",
