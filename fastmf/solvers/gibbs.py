@@ -67,6 +67,7 @@ from .._validation import (
 )
 from ..initialization import initial_factors
 from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
+from ..kernels.predict import predict_codes
 from ._base import CallbackList, IterationRecord, SolverResult, Status, Stopwatch, finish_result, make_progress
 from .newton import _check_validation
 
@@ -94,21 +95,6 @@ def _sse_chunks(indptr, cols, vals, P, Q, b, c, mu, biases, chunks, out):
                     e -= np.float64(P[row, a]) * np.float64(Q[col, a])
                 s += e * e
         out[ch] = s
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _accumulate_predictions(users, items, P, Q, b, c, biases, acc):
-    """``acc[j] += b[u] + c[i] + p_u·q_i`` for the pairs ``(users[j], items[j])``."""
-    k = P.shape[1]
-    for j in numba.prange(users.shape[0]):
-        u = users[j]
-        i = items[j]
-        s = 0.0
-        for a in range(k):
-            s += np.float64(P[u, a]) * np.float64(Q[i, a])
-        if biases:
-            s += np.float64(b[u]) + np.float64(c[i])
-        acc[j] += s
 
 
 def _normal_gamma_draw(X: np.ndarray, rng: np.random.Generator, a0: float, b0: float, g0: float):
@@ -299,7 +285,6 @@ def _run_gibbs(r, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise
         v_items = np.ascontiguousarray(validation.items)
         v_ratings = validation.values.astype(np.float64)
         v_acc = np.zeros(v_ratings.shape[0])
-        v_now = np.empty(v_ratings.shape[0])
 
     def sse() -> float:
         _sse_chunks(r.user_indptr, r.items, r.values, P, Q, b_, c_, mu, biases, uch, sse_parts)
@@ -353,12 +338,10 @@ def _run_gibbs(r, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise
                 sig2_sum += sig2
                 kept += 1
                 if validation is not None:
-                    _accumulate_predictions(v_users, v_items, P, Q, b_, c_, biases, v_acc)
+                    v_acc += predict_codes(v_users, v_items, P, Q, b, c)
                     vr = val_rmse(v_acc / kept)
             elif validation is not None:
-                v_now[:] = 0.0
-                _accumulate_predictions(v_users, v_items, P, Q, b_, c_, biases, v_now)
-                vr = val_rmse(v_now)
+                vr = val_rmse(predict_codes(v_users, v_items, P, Q, b, c))
             rec = IterationRecord(iteration=it, loss=f, noise_variance=sig2, kept=kept, val_rmse=vr,
                                   elapsed=clock())
             history.append(rec)
