@@ -181,6 +181,9 @@ def test_gibbs_callback_and_time_limit_stop(rng):
     train, _ = _lowrank(rng, m=40, n=30)
     res = gibbs(train, 2, n_samples=50, burn_in=1, progress=False, callbacks=lambda rec: rec["kept"] == 3)
     assert res.status.name == "CALLBACK" and res.n_kept == 3 and res.rank == 6
+    # a run stopped at 3 kept draws is the run of 3 draws (same chain prefix)
+    full = gibbs(train, 2, n_samples=3, burn_in=1, progress=False)
+    np.testing.assert_array_equal(res.x, full.x)
     with pytest.raises(ValueError, match="before any draw was kept"):
         gibbs(train, 2, n_samples=5, burn_in=10, progress=False, callbacks=lambda rec: True)
 

@@ -57,7 +57,7 @@ from typing import Callable, Iterable
 import numba
 import numpy as np
 
-from .._packing import pack, unpack
+from .._packing import n_params, pack, unpack
 from .._threading import thread_limit
 from .._validation import (
     check_dtype,
@@ -237,16 +237,15 @@ def gibbs(
             f"keeping {n_kept} draws of rank {k} for {m} users and {n} items needs {need / 2**30:.2f} GiB "
             f"> max_memory={max_memory / 2**30:.2f} GiB: raise thin, lower n_samples or rank, or raise max_memory"
         )
-    K = k + (1 if biases else 0)
-    n_params = (m + n) * K
+    size = n_params(m, n, k, biases)
     rng = check_random_state(random_state)
     if x0 is None:
         P0, Q0 = initial_factors(ratings, k, "random", 0.1, mu=mu, random_state=rng)
         x = pack(P0, Q0, np.zeros(m) if biases else None, np.zeros(n) if biases else None, dtype=dtype)
     else:
         x = np.array(x0, dtype=dtype, copy=True)
-        if x.ndim != 1 or x.shape[0] != n_params:
-            raise ValueError(f"x0 must have shape ({n_params},) (rank {k}, biases={biases}), got {x.shape}")
+        if x.ndim != 1 or x.shape[0] != size:
+            raise ValueError(f"x0 must have shape ({size},) (rank {k}, biases={biases}), got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError("x0 contains NaN or inf")
     with thread_limit(n_threads):
@@ -274,9 +273,10 @@ def _run_gibbs(r, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise
     ones_u = np.ones(m)
     ones_i = np.ones(n)
     N = r.nnz
-    # kept draws, stacked: column block s holds draw s (scaled at the end)
-    Pk = np.empty((m, n_kept * k), dtype=x.dtype)
-    Qk = np.empty((n, n_kept * k), dtype=x.dtype)
+    # kept draws, stacked straight into the packed result: column block s of Pk holds draw s
+    # (scaled at the end), so the only copy is the one of a run stopped before n_kept draws
+    x_out = np.empty(n_params(m, n, n_kept * k, biases), dtype=x.dtype)
+    Pk, Qk, _, _ = unpack(x_out, m, n, n_kept * k, biases)
     b_sum = np.zeros(m) if biases else None
     c_sum = np.zeros(n) if biases else None
     sig2_sum = 0.0
@@ -365,12 +365,16 @@ def _run_gibbs(r, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise
             f"gibbs: {message} after {it} sweeps, before any draw was kept (burn_in={burn_in}): "
             "allow more time or lower burn_in"
         )
+    if kept < n_kept:  # stopped early: repack the kept columns
+        x_out = pack(Pk[:, :kept * k], Qk[:, :kept * k], b_sum, c_sum, dtype=x.dtype)
+    Pk, Qk, bk, ck = unpack(x_out, m, n, kept * k, biases)
     scale = x.dtype.type(1.0 / math.sqrt(kept))
-    Pt = Pk[:, :kept * k] if kept < n_kept else Pk
-    Qt = Qk[:, :kept * k] if kept < n_kept else Qk
-    Pt *= scale
-    Qt *= scale
-    xs = pack(Pt, Qt, b_sum / kept if biases else None, c_sum / kept if biases else None, dtype=x.dtype)
+    Pk *= scale
+    Qk *= scale
+    if biases:
+        bk[:] = b_sum / kept
+        ck[:] = c_sum / kept
+    xs = x_out
     res = finish_result(
         x=xs, fun=f, grad_norm=math.nan, nit=it, status=status, message=message, history=history,
         best_iteration=None, elapsed=clock(), mu=mu, rank=kept * k, sample_rank=k, n_kept=kept,
