@@ -107,12 +107,63 @@ def _drop_unknown(train: Ratings, test: Ratings) -> tuple[Ratings, int]:
     return test, n_dropped
 
 
-def _finish(ratings: Ratings, test_mask: np.ndarray, drop_unknown: bool, what: str) -> Split:
+def random_user_ranks(ratings: Ratings, rng: np.random.Generator) -> np.ndarray:
+    """Random rank (int64, ``0..n_u - 1``) of each rating inside its user's ratings.
+
+    Each user's ratings get a uniformly random order (one ``rng.random(nnz)``
+    draw, ties impossible in practice); ``rank[j]`` is the position of rating
+    ``j`` in its user's order.  Shared by :func:`per_user_split` and
+    :class:`fastmf.model_selection.UserKFold`.
+    """
+    key = rng.random(ratings.nnz)
+    order = np.lexsort((key, ratings.users))
+    rank = np.empty(ratings.nnz, dtype=np.int64)
+    rank[order] = np.arange(ratings.nnz, dtype=np.int64) - ratings.user_indptr[ratings.users[order]]
+    return rank
+
+
+def temporal_order(ratings: Ratings) -> np.ndarray:
+    """Positions (int64) of the ratings from oldest to newest.
+
+    Ties in time keep the canonical (user, item) order (stable sort), so the
+    order is deterministic.  Shared by :func:`temporal_split` and
+    :class:`fastmf.model_selection.TemporalKFold`.
+    """
+    if ratings.timestamps is None:
+        raise ValueError("a temporal split needs timestamps, and these ratings have none")
+    return np.argsort(ratings.timestamps, kind="stable")
+
+
+def split_from_mask(ratings: Ratings, test_mask: np.ndarray, drop_unknown: bool, what: str,
+                    train_mask: np.ndarray | None = None) -> Split:
+    """Build the :class:`Split` of ``ratings`` whose test part is ``test_mask``.
+
+    Both parts are :meth:`Ratings.subset` of ``ratings`` (one code space).  The
+    train part is ``~test_mask``, or ``train_mask`` when given (it must not
+    overlap ``test_mask``; ratings in neither are left out, as in a temporal
+    fold).  With ``drop_unknown`` test ratings whose user or item has no train
+    rating are dropped, counted in ``n_dropped`` and logged.  ``what`` names the
+    caller in messages.
+
+    Raises
+    ------
+    ValueError
+        An empty train or test part, or every test rating dropped.
+    """
+    return _finish(ratings, test_mask, drop_unknown, what, train_mask)
+
+
+def _finish(ratings: Ratings, test_mask: np.ndarray, drop_unknown: bool, what: str,
+            train_mask: np.ndarray | None = None) -> Split:
     if not test_mask.any():
         raise ValueError(f"{what}: the test part is empty")
-    if test_mask.all():
+    if train_mask is None:
+        train_mask = ~test_mask
+    elif (train_mask & test_mask).any():
+        raise ValueError(f"{what}: train and test overlap")
+    if not train_mask.any():
         raise ValueError(f"{what}: the train part is empty")
-    train = ratings.subset(~test_mask)
+    train = ratings.subset(train_mask)
     test = ratings.subset(test_mask)
     n_dropped = 0
     if drop_unknown:
@@ -199,12 +250,8 @@ def per_user_split(ratings: Ratings, test_size: float | int = 0.2, random_state=
     else:
         t = np.floor(float(test_size) * counts + 0.5).astype(np.int64)
     t = np.minimum(t, np.maximum(counts - int(min_train), 0))
-    # Rank of each rating inside its user's run under a random key; the t_u lowest go to test.
-    key = rng.random(ratings.nnz)
-    order = np.lexsort((key, ratings.users))
-    rank = np.empty(ratings.nnz, dtype=np.int64)
-    rank[order] = np.arange(ratings.nnz, dtype=np.int64) - ratings.user_indptr[ratings.users[order]]
-    mask = rank < t[ratings.users]
+    # The t_u ratings of lowest random rank inside each user's run go to test.
+    mask = random_user_ranks(ratings, rng) < t[ratings.users]
     return _finish(ratings, mask, drop_unknown, "per_user_split")
 
 
@@ -252,7 +299,7 @@ def temporal_split(ratings: Ratings, test_size: float | int | None = 0.2, *, cut
         if test_size is None:
             raise ValueError("give test_size or cutoff")
         n_test = _n_test(test_size, ratings.nnz)
-        order = np.argsort(ts, kind="stable")
+        order = temporal_order(ratings)
         mask = np.zeros(ratings.nnz, dtype=bool)
         mask[order[ratings.nnz - n_test:]] = True
     return _finish(ratings, mask, drop_unknown, "temporal_split")
