@@ -53,9 +53,10 @@ import itertools
 import numbers
 import re
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,21 +65,28 @@ from ._threading import cpu_count
 from ._validation import check_positive_int, check_random_state
 from .data.movielens import ML100K_FOLDS, load_ml100k_fold
 from .data.ratings import Ratings
-from .data.splits import Split, _check_bool, _check_ratings, random_user_ranks, split_from_mask, temporal_order
+from .data.splits import (
+    Split,
+    _check_bool,
+    _check_ratings,
+    random_user_ranks,
+    split_from_mask,
+    temporal_order,
+)
 from .metrics import ranking_metrics
 from .model import as_ratings
 
 __all__ = [
-    "KFold",
-    "UserKFold",
-    "TemporalKFold",
-    "ML100KFolds",
-    "check_cv",
-    "cross_validate",
     "CVResults",
     "GridSearch",
-    "RandomizedSearch",
+    "KFold",
+    "ML100KFolds",
     "ParameterGrid",
+    "RandomizedSearch",
+    "TemporalKFold",
+    "UserKFold",
+    "check_cv",
+    "cross_validate",
     "greater_is_better",
 ]
 
@@ -685,7 +693,7 @@ class _BaseSearch:
             raise ValueError(f"refit must be a bool or a measure name, got {refit!r}")
         return measures, splitter, refit_measure
 
-    def fit(self, data) -> "_BaseSearch":
+    def fit(self, data) -> _BaseSearch:
         """Evaluate every candidate on every fold of ``cv`` over ``data``; pick the best; refit.
 
         ``data`` takes the forms :func:`cross_validate` takes (``None`` with

@@ -185,3 +185,23 @@ def test_empty_parts_are_errors():
     with pytest.raises(ValueError, match="all 1 test ratings have a user or item absent from train"):
         temporal_split(r2, 1)
     assert temporal_split(r2, 1, drop_unknown=False).test.nnz == 1
+
+
+def test_shared_helpers(data):
+    from fastmf.data.splits import random_user_ranks, split_from_mask, temporal_order
+
+    rank = random_user_ranks(data, np.random.default_rng(0))
+    # inside each user the ranks are a permutation of 0..n_u - 1
+    for u in (0, 1, int(np.argmax(data.user_counts))):
+        lo, hi = data.user_indptr[u], data.user_indptr[u + 1]
+        np.testing.assert_array_equal(np.sort(rank[lo:hi]), np.arange(hi - lo))
+    order = temporal_order(data)
+    assert np.all(np.diff(data.timestamps[order]) >= 0)
+    test = np.zeros(data.nnz, dtype=bool)
+    test[order[-100:]] = True
+    train = np.zeros(data.nnz, dtype=bool)
+    train[order[:1000]] = True
+    s = split_from_mask(data, test, False, "t", train_mask=train)
+    assert s.train.nnz == 1000 and s.test.nnz == 100
+    with pytest.raises(ValueError, match="overlap"):
+        split_from_mask(data, test, False, "t", train_mask=train | test)
