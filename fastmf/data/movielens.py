@@ -17,8 +17,9 @@ name                inner folder            ratings file           format       
 Where the files are looked for (:func:`load_movielens` with ``data_home=None``), in order:
 
 1. the folder in the environment variable ``FASTMF_DATA``, if set;
-2. for ``ml-latest-small`` only, the copy bundled in the repository's ``data/`` folder
-   (present in a source checkout / editable install);
+2. for ``ml-latest-small`` only, the bundled copy (:func:`bundled_data_dir`): the
+   repository's ``data/`` folder in a source checkout or editable install, the package
+   data ``fastmf/_bundled/`` in an installed wheel;
 3. the cache folder: ``FASTMF_CACHE``, else ``$XDG_CACHE_HOME/fastmf``, else
    ``~/.cache/fastmf``.
 
@@ -105,12 +106,49 @@ def cache_dir() -> Path:
     return base / "fastmf"
 
 
+_BUNDLED_PACKAGE = "fastmf._bundled"
+_BUNDLED_RATINGS = ("ml-latest-small", "ratings.csv")
+
+
 def bundled_data_dir() -> Path | None:
-    """The repository's ``data/`` folder (ships ml-latest-small), or None if not installed with it."""
+    """The folder holding the bundled ``ml-latest-small/``, or None when fastmf has no bundled copy.
+
+    Looked up in this order:
+
+    1. source checkout (also an editable install): when the imported ``fastmf``
+       package sits in a repository (``pyproject.toml`` beside it), the
+       repository's ``data/`` folder, so the data always come from the same tree
+       as the code;
+    2. installed package: the package data of ``fastmf._bundled``, found with
+       :func:`importlib.resources` (``site-packages/fastmf/_bundled``; the wheel
+       carries it, see ``pyproject.toml``).
+
+    Returns
+    -------
+    Path or None
+        A folder ``d`` with ``d / "ml-latest-small" / "ratings.csv"``; None when
+        neither place has it (``fastmf._bundled`` not installed, or installed in a
+        zip, which is logged).
+    """
+    import importlib.resources
+
     import fastmf
 
-    path = Path(fastmf.__file__).resolve().parents[1] / "data"
-    return path if (path / "ml-latest-small" / "ratings.csv").is_file() else None
+    checkout = Path(fastmf.__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and checkout.joinpath("data", *_BUNDLED_RATINGS).is_file():
+        return checkout / "data"
+    try:
+        root = importlib.resources.files(_BUNDLED_PACKAGE)
+    except ModuleNotFoundError:
+        return None
+    ratings = root.joinpath(_BUNDLED_RATINGS[0]).joinpath(_BUNDLED_RATINGS[1])
+    if not ratings.is_file():
+        return None
+    if not isinstance(ratings, Path):  # e.g. imported from a zip: pyarrow needs a real file
+        logger.warning("the bundled %s is not a file on disk (%r); not using it", "/".join(_BUNDLED_RATINGS),
+                       ratings)
+        return None
+    return ratings.parent.parent
 
 
 def _search_dirs(name: str, data_home) -> list[Path]:
@@ -226,6 +264,8 @@ def _locate(spec: _Spec, data_home, download) -> _Source:
             return src
     searched = ", ".join(str(d) for d in dirs)
     msg = f"MovieLens {spec.name!r} not found: expected {_expected(spec)} in {searched}"
+    if spec.name == "ml-latest-small" and data_home is None and bundled_data_dir() is None:
+        msg += f" (no bundled copy: not a source checkout and no package data {_BUNDLED_PACKAGE} installed)"
     if download is None:
         download = os.environ.get("FASTMF_NO_DOWNLOAD", "").lower() not in ("1", "true", "yes")
         if not download:
