@@ -370,3 +370,9 @@ def test_download_not_a_zip_or_missing(http_root, isolated_env, monkeypatch):
     monkeypatch.delenv("FASTMF_NO_DOWNLOAD")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_movielens("ml-1m", isolated_env / "home", download=False)
+
+
+def test_not_found_says_when_there_is_no_bundled_copy(isolated_env, monkeypatch):
+    monkeypatch.setattr(ml, "bundled_data_dir", lambda: None)  # an install without fastmf._bundled
+    with pytest.raises(FileNotFoundError, match=r"no bundled copy: .*fastmf\._bundled.*FASTMF_NO_DOWNLOAD"):
+        load_movielens("ml-latest-small")

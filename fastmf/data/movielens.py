@@ -17,8 +17,9 @@ name                inner folder            ratings file           format       
 Where the files are looked for (:func:`load_movielens` with ``data_home=None``), in order:
 
 1. the folder in the environment variable ``FASTMF_DATA``, if set;
-2. for ``ml-latest-small`` only, the copy bundled in the repository's ``data/`` folder
-   (present in a source checkout / editable install);
+2. for ``ml-latest-small`` only, the bundled copy (:func:`bundled_data_dir`): the
+   repository's ``data/`` folder in a source checkout or editable install, the package
+   data ``fastmf/_bundled/`` in an installed wheel;
 3. the cache folder: ``FASTMF_CACHE``, else ``$XDG_CACHE_HOME/fastmf``, else
    ``~/.cache/fastmf``.
 
@@ -105,12 +106,49 @@ def cache_dir() -> Path:
     return base / "fastmf"
 
 
+_BUNDLED_PACKAGE = "fastmf._bundled"
+_BUNDLED_RATINGS = ("ml-latest-small", "ratings.csv")
+
+
 def bundled_data_dir() -> Path | None:
-    """The repository's ``data/`` folder (ships ml-latest-small), or None if not installed with it."""
+    """The folder holding the bundled ``ml-latest-small/``, or None when fastmf has no bundled copy.
+
+    Looked up in this order:
+
+    1. source checkout (also an editable install): when the imported ``fastmf``
+       package sits in a repository (``pyproject.toml`` beside it), the
+       repository's ``data/`` folder, so the data always come from the same tree
+       as the code;
+    2. installed package: the package data of ``fastmf._bundled``, found with
+       :func:`importlib.resources` (``site-packages/fastmf/_bundled``; the wheel
+       carries it, see ``pyproject.toml``).
+
+    Returns
+    -------
+    Path or None
+        A folder ``d`` with ``d / "ml-latest-small" / "ratings.csv"``; None when
+        neither place has it (``fastmf._bundled`` not installed, or installed in a
+        zip, which is logged).
+    """
+    import importlib.resources
+
     import fastmf
 
-    path = Path(fastmf.__file__).resolve().parents[1] / "data"
-    return path if (path / "ml-latest-small" / "ratings.csv").is_file() else None
+    checkout = Path(fastmf.__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and checkout.joinpath("data", *_BUNDLED_RATINGS).is_file():
+        return checkout / "data"
+    try:
+        root = importlib.resources.files(_BUNDLED_PACKAGE)
+    except ModuleNotFoundError:
+        return None
+    ratings = root.joinpath(_BUNDLED_RATINGS[0]).joinpath(_BUNDLED_RATINGS[1])
+    if not ratings.is_file():
+        return None
+    if not isinstance(ratings, Path):  # e.g. imported from a zip: pyarrow needs a real file
+        logger.warning("the bundled %s is not a file on disk (%r); not using it", "/".join(_BUNDLED_RATINGS),
+                       ratings)
+        return None
+    return ratings.parent.parent
 
 
 def _search_dirs(name: str, data_home) -> list[Path]:
@@ -226,6 +264,8 @@ def _locate(spec: _Spec, data_home, download) -> _Source:
             return src
     searched = ", ".join(str(d) for d in dirs)
     msg = f"MovieLens {spec.name!r} not found: expected {_expected(spec)} in {searched}"
+    if spec.name == "ml-latest-small" and data_home is None and bundled_data_dir() is None:
+        msg += f" (no bundled copy: not a source checkout and no package data {_BUNDLED_PACKAGE} installed)"
     if download is None:
         download = os.environ.get("FASTMF_NO_DOWNLOAD", "").lower() not in ("1", "true", "yes")
         if not download:
@@ -494,6 +534,9 @@ def _sniff(head: bytes) -> tuple[str, bool, int]:
     return delim, has_header, len(fields)
 
 
+_PARQUET_MAGIC = b"PAR1"
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
 _HEADER_GUESSES = (
     ("userId", "movieId", "rating", "timestamp"),
     ("user", "item", "rating", "timestamp"),
@@ -503,12 +546,40 @@ _HEADER_GUESSES = (
 )
 
 
+def _choose_columns(available: list[str], columns, source) -> tuple[str, ...]:
+    """The user/item/rating[/timestamp] column names to read from a file with named columns.
+
+    ``columns`` when given (3 or 4 names), else the first of :data:`_HEADER_GUESSES`
+    whose user/item/rating names are all in ``available`` (its timestamp name only
+    if present).  Errors name ``source`` and the missing columns.
+    """
+    if columns is not None:
+        if isinstance(columns, str) or len(columns) not in (3, 4) or not all(isinstance(c, str) for c in columns):
+            raise ValueError(f"columns must be 3 or 4 column names, got {columns!r}")
+        chosen = tuple(columns)
+    else:
+        chosen = None
+        for guess in _HEADER_GUESSES:
+            if all(c in available for c in guess[:3]):
+                chosen = guess if guess[3] in available else guess[:3]
+                break
+        if chosen is None:
+            raise ValueError(f"{source}: cannot find user/item/rating columns in the header {available}; "
+                             "pass columns=(user, item, rating[, timestamp])")
+    missing = [c for c in chosen if c not in available]
+    if missing:
+        raise ValueError(f"{source}: columns {missing} not in the header {available}")
+    return chosen
+
+
 def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | None = None, dtype=np.float32,
                       rating_scale: tuple[float, float] | None = None, duplicates: str = "error",
                       name: str | None = None) -> Ratings:
-    """Read an arbitrary ratings file; its format is sniffed from the first line.
+    """Read an arbitrary ratings file: Parquet, or text whose format is sniffed from the first line.
 
-    Accepted: CSV (``,`` or ``;``) or TSV with a header naming the columns
+    Parquet (a file starting with ``PAR1`` or named ``*.parquet``/``*.pq``) is read
+    by :func:`fastmf.data.arrow.read_parquet_ratings`, only the chosen columns,
+    with the same column names and ``columns`` rule as a CSV header.  Text accepted: CSV (``,`` or ``;``) or TSV with a header naming the columns
     (``userId,movieId,rating[,timestamp]``, ``user,item,rating[,timestamp]``,
     ``user_id,item_id|movie_id,rating[,timestamp]`` or any names given in
     ``columns``), or without a header: ``user item rating [timestamp]`` separated
@@ -530,7 +601,10 @@ def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | Non
     ------
     FileNotFoundError, ValueError
         Missing file; unknown separator; unknown header; a headerless file
-        without 3 or 4 columns; any bad rating (see :meth:`Ratings.from_arrays`).
+        without 3 or 4 columns; a ``.parquet`` file that is not Parquet; any bad
+        rating (see :meth:`Ratings.from_arrays`).
+    TypeError
+        A Parquet column of the wrong type (e.g. non-numeric ratings).
     """
     path = Path(path)
     if not path.is_file():
@@ -538,8 +612,13 @@ def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | Non
     dt = check_dtype(dtype)
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
-    delim, has_header, ncols = _sniff(head)
     name = path.name if name is None else name
+    if head[:4] == _PARQUET_MAGIC or path.suffix.lower() in _PARQUET_SUFFIXES:
+        from .arrow import read_parquet_ratings
+
+        return read_parquet_ratings(path, columns=columns, dtype=dt, rating_scale=rating_scale,
+                                    duplicates=duplicates, name=name)
+    delim, has_header, ncols = _sniff(head)
     if not has_header:
         if ncols not in (3, 4):
             raise ValueError(f"{path}: a file without a header must have 3 or 4 columns "
@@ -557,22 +636,7 @@ def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | Non
         read = pacsv.ReadOptions(block_size=1 << 24)
         parse = pacsv.ParseOptions(delimiter=delim)
         header = [h.strip().strip('"') for h in head.split(b"\n", 1)[0].rstrip(b"\r").decode().split(delim)]
-        if columns is not None:
-            if len(columns) not in (3, 4) or not all(isinstance(c, str) for c in columns):
-                raise ValueError(f"columns must be 3 or 4 column names, got {columns!r}")
-            chosen = tuple(columns)
-        else:
-            chosen = None
-            for guess in _HEADER_GUESSES:
-                if all(c in header for c in guess[:3]):
-                    chosen = guess if guess[3] in header else guess[:3]
-                    break
-            if chosen is None:
-                raise ValueError(f"{path}: cannot find user/item/rating columns in the header {header}; "
-                                 "pass columns=(user, item, rating[, timestamp])")
-        missing = [c for c in chosen if c not in header]
-        if missing:
-            raise ValueError(f"{path}: columns {missing} not in the header {header}")
+        chosen = _choose_columns(header, columns, path)
         types = {chosen[2]: pa.float64()}
         if len(chosen) == 4:
             types[chosen[3]] = pa.int64()
