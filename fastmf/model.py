@@ -730,11 +730,13 @@ def _fitted_model(result, mu: float, train: Ratings, p: dict[str, Any]) -> Facto
     titles = train.item_titles
     if titles:
         titles = {k: titles[k] for k in train.item_ids.tolist() if titles.get(k) is not None}
+    else:
+        titles = None
     return FactorModel(
         np.array(P, dtype=dt, copy=True), np.array(Q, dtype=dt, copy=True),
         None if b is None else np.array(b, dtype=dt, copy=True), None if c is None else np.array(c, dtype=dt, copy=True),
         float(mu), train.user_id_index, train.item_id_index, train.user_indptr, train.items, _rating_scale(train),
-        item_titles=titles or None, dataset_name=train.name, solver=p["solver"], rank=p["rank"], reg=p["reg"],
+        item_titles=titles, dataset_name=train.name, solver=p["solver"], rank=p["rank"], reg=p["reg"],
         reg_bias=p["reg_bias"], reg_weighting=p["reg_weighting"],
     )
 
