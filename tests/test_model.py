@@ -282,14 +282,16 @@ def test_recommend_unknown_user(model):
 
 def test_recommend_memory_is_blocked(model, monkeypatch):
     """With a small block budget no score block exceeds it."""
+    import fastmf.serving
+
     shapes = []
-    orig = MatrixFactorization._top_n
+    orig = fastmf.serving.top_n
 
     def spy(S, n):
         shapes.append(S.shape)
         return orig(S, n)
 
-    monkeypatch.setattr(MatrixFactorization, "_top_n", staticmethod(spy))
+    monkeypatch.setattr(fastmf.serving, "top_n", spy)
     model.recommend(model.user_ids_, n=3, block_size=100)
     assert len(shapes) == int(np.ceil(model.n_users_ / (100 // model.n_items_)))
     assert max(a * b for a, b in shapes) <= 100

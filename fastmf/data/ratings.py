@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .._validation import as_1d, check_dtype, check_ratings_values, check_raw_ids
 from ._layout import first_unsorted, indptr_from_sorted, item_major
+from .ids import IdIndex
 
 __all__ = ["Ratings"]
 
@@ -49,13 +50,9 @@ _DATAFRAME_COLUMN_GUESSES = (
 
 
 def _factorize(raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        codes, uniques = pd.factorize(raw, sort=True)
-    except TypeError as exc:
-        raise TypeError(f"{name} mix types that cannot be ordered (e.g. strings and ints): {exc}") from exc
-    if len(uniques) > np.iinfo(np.int32).max:
-        raise ValueError(f"{name}: {len(uniques)} distinct ids exceed the int32 code range")
-    return codes.astype(np.int32), np.asarray(uniques)
+    """Codes (int32) of ``raw`` and its sorted unique ids (see :meth:`IdIndex.factorize`)."""
+    codes, index = IdIndex.factorize(raw, name)
+    return codes, index.ids
 
 
 def _check_timestamps(ts: np.ndarray) -> np.ndarray:
@@ -123,8 +120,9 @@ class Ratings:
         self.name = name
         self.user_indptr = indptr_from_sorted(users, len(user_ids))
         self._item_major = _item_major
-        self._user_index: pd.Index | None = None
-        self._item_index: pd.Index | None = None
+        # IdIndex caches (see _id_index): built on first lookup, rebuilt if user_ids is replaced
+        self._user_idindex: IdIndex | None = None
+        self._item_idindex: IdIndex | None = None
         self._astype_cache: dict = {}
 
     # ------------------------------------------------------------------ constructors
@@ -439,38 +437,48 @@ class Ratings:
         return self._ensure_item_major()[3]
 
     # ------------------------------------------------------------------ id maps
+    def _id_index(self, which: str) -> IdIndex:
+        """The cached :class:`IdIndex` of ``user_ids`` or ``item_ids``.
+
+        ``user_ids``/``item_ids`` are public attributes: the cache is keyed on the
+        identity of the array, so an assigned new array gets a new index.
+        """
+        attr = f"_{which}_idindex"
+        ids = getattr(self, f"{which}_ids")
+        idx = getattr(self, attr, None)
+        if idx is None or idx.ids is not ids:
+            idx = IdIndex(ids)
+            setattr(self, attr, idx)
+        return idx
+
+    @property
+    def user_id_index(self) -> IdIndex:
+        """:class:`~fastmf.data.ids.IdIndex` of the raw user ids (position = code)."""
+        return self._id_index("user")
+
+    @property
+    def item_id_index(self) -> IdIndex:
+        """:class:`~fastmf.data.ids.IdIndex` of the raw item ids (position = code)."""
+        return self._id_index("item")
+
     @property
     def user_index(self) -> pd.Index:
         """pandas Index of raw user ids (position = code)."""
-        if self._user_index is None:
-            self._user_index = pd.Index(self.user_ids)
-        return self._user_index
+        return self.user_id_index.index
 
     @property
     def item_index(self) -> pd.Index:
         """pandas Index of raw item ids (position = code)."""
-        if self._item_index is None:
-            self._item_index = pd.Index(self.item_ids)
-        return self._item_index
+        return self.item_id_index.index
 
     def user_codes(self, raw_ids, missing: Literal["raise", "ignore"] = "raise") -> np.ndarray:
         """Codes (int64) of raw user ids; unknown ids raise ``KeyError`` or, with
-        ``missing="ignore"``, come back as ``-1``."""
-        return self._codes(self.user_index, raw_ids, "user", missing)
+        ``missing="ignore"``, come back as ``-1`` (see :meth:`IdIndex.codes`)."""
+        return self.user_id_index.codes(raw_ids, missing, "user")
 
     def item_codes(self, raw_ids, missing: Literal["raise", "ignore"] = "raise") -> np.ndarray:
         """Codes (int64) of raw item ids; see :meth:`user_codes`."""
-        return self._codes(self.item_index, raw_ids, "item", missing)
-
-    @staticmethod
-    def _codes(index: pd.Index, raw_ids, what: str, missing: str) -> np.ndarray:
-        scalar = np.ndim(raw_ids) == 0
-        arr = np.atleast_1d(np.asarray(raw_ids))
-        codes = index.get_indexer(arr).astype(np.int64)
-        if missing == "raise" and (codes < 0).any():
-            first = arr[np.flatnonzero(codes < 0)[0]]
-            raise KeyError(f"unknown {what} id {_py(first)!r} ({int((codes < 0).sum())} unknown in all)")
-        return codes[0] if scalar else codes
+        return self.item_id_index.codes(raw_ids, missing, "item")
 
     # ------------------------------------------------------------------ conversions
     def astype(self, dtype) -> "Ratings":
@@ -591,7 +599,5 @@ class Ratings:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_user_index"] = None
-        state["_item_index"] = None
-        state["_astype_cache"] = {}
+        state["_astype_cache"] = {}  # IdIndex does not pickle its pandas Index
         return state
