@@ -1,0 +1,321 @@
+r"""Worker-side state: one :class:`BlockShard` per block, a Dask Actor pinned to one worker.
+
+A shard holds both halves of its block (:class:`fastmf.distributed.blocks.BlockHalf`:
+the ratings of user block ``b`` in CSR by user, those of item block ``b`` in CSR by
+item) for the whole fit, plus the factor rows it last received or computed.  Every
+public method is one coarse call, i.e. one network round trip from the client; the
+arguments are only factor rows of the rows the block touches (``needed``) or of its own
+rows.  All arithmetic uses the in-process kernels:
+
+* ALS row solves: :func:`fastmf.kernels.blocks.als_solve_rows` on the block's CSR with
+  the same row systems, weights, ``mu`` and accumulation order as
+  :class:`fastmf.solvers.als.ALSSolver` (a row's result does not depend on the
+  chunking), so the factors are bit-identical to an in-process fit;
+* loss, gradient, Hessian products, Gauss-Newton diagonal:
+  :class:`fastmf.objective.MFObjective` with ``reg = 0`` on the block's ratings in local
+  codes (users of the block x items it touches), plus the penalty of the block's own
+  rows added here; the item-side penalty is added once, by the client.
+
+Threads: Dask runs every actor method of a worker in that worker's single actor
+thread, so calls never overlap on a worker; each method runs its kernels with
+``n_threads`` numba threads (the worker's ``nthreads``, set per call with
+:func:`fastmf._threading.thread_limit`).  No method spawns Dask tasks (no nested
+parallelism).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._packing import pack, unpack
+from .._threading import thread_limit
+from .._weights import row_weights
+from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
+from .blocks import BlockHalf
+
+__all__ = ["BlockShard", "ShardSpec"]
+
+#: kernel signatures already warmed in this worker process (one warm-up per worker, not per block)
+_WARMED: set = set()
+
+
+def ShardSpec(rank: int, biases: bool, dtype, mu: float, reg: float, reg_bias: float, reg_weighting,
+              hessian: str = "gauss-newton") -> dict:
+    """The problem constants every shard needs (a plain dict, cheap to ship)."""
+    return dict(rank=int(rank), biases=bool(biases), dtype=np.dtype(dtype).str, mu=float(mu), reg=float(reg),
+                reg_bias=float(reg_bias), reg_weighting=reg_weighting, hessian=hessian)
+
+
+class _Side:
+    """One half of a block with its ALS scratch and (lazily) a reg-free MFObjective."""
+
+    def __init__(self, half: BlockHalf, spec: dict, n_threads: int):
+        self.h = half
+        self.spec = spec
+        dt = np.dtype(spec["dtype"])
+        self.dt = dt
+        self.k = spec["rank"]
+        self.biases = spec["biases"]
+        counts = np.diff(half.indptr)
+        w = row_weights(counts, spec["reg_weighting"])
+        # as ALSSolver: structure.weights() (dtype) then float64
+        self.w_als = w.astype(dt).astype(np.float64)
+        # as MFObjective: (reg * w).astype(dtype)
+        self.regw = (spec["reg"] * w).astype(dt)
+        self.regbw = (spec["reg_bias"] * w).astype(dt)
+        self.chunks = row_chunks(half.indptr, 8 * n_threads)
+        K = self.k + (1 if self.biases else 0)
+        nc = max(len(self.chunks) - 1, 1)
+        self.A = np.empty((nc, K, K))
+        self.y = np.empty((nc, K))
+        self.fixed = np.zeros(nc, dtype=np.int64)
+        self.prior_diag = np.full(K, spec["reg"])
+        if self.biases:
+            self.prior_diag[self.k] = spec["reg_bias"]
+        self.prior_shift = np.zeros(K)
+        self.dummy = np.zeros(1, dtype=dt)
+        self.no_noise = np.zeros((1, 1))
+        self._obj = None
+        self.n_threads = n_threads
+
+    # ---------------------------------------------------------------- ALS
+    def solve(self, F, fbias):
+        """Exact row solves of this side's rows given the other side's rows ``F``, ``fbias``."""
+        h = self.h
+        out_F = np.empty((h.n_rows, self.k), dtype=self.dt)
+        out_b = np.empty(h.n_rows, dtype=self.dt) if self.biases else self.dummy
+        nc = len(self.chunks) - 1
+        if nc > 0:
+            als_solve_rows(h.indptr, h.cols, h.vals, F, fbias if self.biases else self.dummy, self.spec["mu"],
+                           self.w_als, self.prior_diag, self.prior_shift, self.biases, self.chunks, PIVOT_RTOL,
+                           self.A[:nc], self.y[:nc], out_F, out_b, self.fixed[:nc], self.no_noise, 0.0)
+        return out_F, (out_b if self.biases else None), int(self.fixed[:nc].sum())
+
+    # ---------------------------------------------------------------- objective pieces
+    def objective(self):
+        """MFObjective (``reg = 0``) on this side's ratings: rows x needed columns."""
+        if self._obj is None and self.h.nnz > 0:
+            from ..data.ratings import Ratings
+            from ..objective import MFObjective
+
+            h = self.h
+            rows = np.repeat(np.arange(h.n_rows, dtype=np.int32), np.diff(h.indptr))
+            R = Ratings.from_codes(rows, h.cols, h.vals, n_users=h.n_rows, n_items=len(h.needed), dtype=self.dt)
+            self._obj = MFObjective(R, self.k, reg=0.0, reg_bias=0.0, biases=self.biases, loss="squared",
+                                    dtype=self.dt, n_threads=self.n_threads, hessian=self.spec["hessian"],
+                                    mu=self.spec["mu"])
+        return self._obj
+
+    def pack_local(self, F, fb, G, gb):
+        """Local packed vector: this side's rows ``F, fb`` and the needed other rows ``G, gb``."""
+        return pack(F, G, fb, gb, dtype=self.dt) if self.biases else pack(F, G, dtype=self.dt)
+
+    def unpack_local(self, v):
+        return unpack(v, self.h.n_rows, len(self.h.needed), self.k, self.biases)
+
+    def penalty(self, F, fb) -> float:
+        """½ Σ regw ‖f_r‖² (+ ½ Σ regbw b_r²) in float64."""
+        s = 0.5 * float(np.dot(self.regw.astype(np.float64), np.einsum("ij,ij->i", F, F, dtype=np.float64)))
+        if self.biases:
+            s += 0.5 * float(np.dot(self.regbw.astype(np.float64), fb.astype(np.float64) ** 2))
+        return s
+
+    def fun_and_jac(self, F, fb, G, gb):
+        """Loss of the side's ratings plus its own rows' penalty, and the gradient
+        (own rows complete, other rows partial: data term only)."""
+        obj = self.objective()
+        if obj is None:
+            gF = (self.regw[:, None] * F).astype(self.dt)
+            gfb = (self.regbw * fb).astype(self.dt) if self.biases else None
+            gG = np.zeros_like(G)
+            ggb = np.zeros_like(gb) if self.biases else None
+            return self.penalty(F, fb), gF, gfb, gG, ggb
+        f, g = obj.fun_and_jac(self.pack_local(F, fb, G, gb))
+        gF, gG, gfb, ggb = self.unpack_local(g)
+        gF += self.regw[:, None] * F
+        if self.biases:
+            gfb += self.regbw * fb
+        return f + self.penalty(F, fb), gF, gfb, gG, ggb
+
+
+class BlockShard:
+    """The Dask Actor of one block (see the module docstring).
+
+    Parameters
+    ----------
+    index : int
+        Block number ``b``.
+    user_half, item_half : BlockHalf
+        The ratings of user block ``b`` and of item block ``b``.
+    spec : dict
+        From :func:`ShardSpec`.
+    n_threads : int
+        Numba threads per call (the worker's ``nthreads``, capped by numba's maximum).
+    """
+
+    def __init__(self, index: int, user_half: BlockHalf, item_half: BlockHalf, n_threads: int):
+        import numba
+
+        self.index = int(index)
+        self.n_threads = int(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+        self.user_half = user_half
+        self.item_half = item_half
+        self.spec = None
+        self.users = self.items = None
+        self._P = self._b = None  # this block's user rows (last solved or set)
+        self._Qn = self._cn = None  # the needed item rows last received
+        self.calls = 0
+
+    def configure(self, spec: dict) -> None:
+        """Set the problem constants (:func:`ShardSpec`) and reset the kept rows."""
+        dt = np.dtype(spec["dtype"])
+        for name in ("user_half", "item_half"):
+            h = getattr(self, name)
+            if h.vals.dtype != dt:
+                setattr(self, name, BlockHalf(h.lo, h.hi, h.indptr, h.cols, h.vals.astype(dt), h.needed))
+        self.spec = dict(spec)
+        self.users = _Side(self.user_half, self.spec, self.n_threads)
+        self.items = _Side(self.item_half, self.spec, self.n_threads)
+        self._P = self._b = self._Qn = self._cn = None
+
+    # ---------------------------------------------------------------- bookkeeping
+    def describe(self) -> dict:
+        """Sizes and the ``needed`` index arrays (fetched once by the client)."""
+        import os
+        import numba
+
+        u, i = self.user_half, self.item_half
+        return dict(index=self.index, pid=os.getpid(), n_threads=self.n_threads,
+                    threading_layer=numba.config.THREADING_LAYER, user_lo=u.lo, user_hi=u.hi, item_lo=i.lo,
+                    item_hi=i.hi, user_nnz=u.nnz, item_nnz=i.nnz, items_needed=u.needed, users_needed=i.needed,
+                    nbytes=u.nbytes + i.nbytes)
+
+    def ping(self) -> int:
+        """An empty call (for latency measurements and liveness checks)."""
+        return self.index
+
+    def seen_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The block's user CSR in global item codes: ``(indptr, items)``."""
+        h = self.user_half
+        return h.indptr, h.needed[h.cols].astype(np.int32)
+
+    def warm(self) -> None:
+        """Compile or load the kernels once in this process (tiny problem, same dtypes)."""
+        from ..data.ratings import Ratings
+        from ..objective import MFObjective
+
+        dt = np.dtype(self.spec["dtype"])
+        k = self.spec["rank"]
+        key = (dt.str, self.spec["biases"], self.spec["hessian"], self.n_threads)
+        if key in _WARMED:
+            return
+        _WARMED.add(key)
+        with thread_limit(self.n_threads, limit_blas=False):
+            R = Ratings.from_codes(np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([3.0, 4.0, 5.0]), dtype=dt)
+            obj = MFObjective(R, k, biases=self.spec["biases"], dtype=dt, hessian=self.spec["hessian"], mu=4.0,
+                              n_threads=self.n_threads)
+            x = np.full(obj.n_params, 0.1, dtype=dt)
+            obj.fun_and_jac(x)
+            obj.hessp(x, x)
+            obj.diag_gauss_newton(x)
+            tiny = BlockHalf(lo=0, hi=2, indptr=np.array([0, 2, 3]), cols=np.array([0, 1, 1], np.int32),
+                             vals=np.array([3.0, 4.0, 5.0], dt), needed=np.arange(2))
+            _Side(tiny, self.spec, self.n_threads).solve(np.full((2, k), 0.1, dt), np.zeros(2, dt))
+
+    # ---------------------------------------------------------------- ALS
+    def solve_users(self, Qn=None, cn=None):
+        """ALS user half-step of this block given the needed item rows (``None``: the
+        rows last received).  Returns ``(P_b, b_b, n_fixed)`` and keeps them."""
+        self.calls += 1
+        if Qn is not None:
+            self._Qn, self._cn = Qn, cn
+        with thread_limit(self.n_threads, limit_blas=False):
+            self._P, self._b, nf = self.users.solve(self._Qn, self._cn)
+        return self._P, self._b, nf
+
+    def solve_items(self, Pn, bn):
+        """ALS item half-step of item block ``b`` given the needed user rows.
+
+        Returns ``(Q_b, c_b, n_fixed, penalty, grad_sq)``: the new item rows, the
+        item-side penalty ½Σλw‖q‖² (+ bias term) and the squared norm of the item
+        gradient at the new rows (complete: the item block holds all their ratings).
+        """
+        self.calls += 1
+        s = self.items
+        with thread_limit(self.n_threads, limit_blas=False):
+            Q, c, nf = s.solve(Pn, bn)
+            _, gQ, gc, _, _ = s.fun_and_jac(Q, c, Pn, bn)
+        gsq = float(np.sum(gQ.astype(np.float64) ** 2))
+        if c is not None:
+            gsq += float(np.sum(gc.astype(np.float64) ** 2))
+        return Q, c, nf, s.penalty(Q, c), gsq
+
+    def eval_users(self, Qn, cn):
+        """Loss of the block's ratings plus its users' penalty and the squared norm of
+        the user gradient, at the kept user rows and the given item rows (kept for the
+        next :meth:`solve_users`)."""
+        self.calls += 1
+        self._Qn, self._cn = Qn, cn
+        with thread_limit(self.n_threads, limit_blas=False):
+            f, gP, gb, _, _ = self.users.fun_and_jac(self._P, self._b, Qn, cn)
+        gsq = float(np.sum(gP.astype(np.float64) ** 2))
+        if gb is not None:
+            gsq += float(np.sum(gb.astype(np.float64) ** 2))
+        return f, gsq
+
+    # ---------------------------------------------------------------- Newton-CG
+    def set_point(self, P=None, b=None, Qn=None, cn=None) -> None:
+        """Keep ``x`` (this block's user rows and the needed item rows); ``None`` keeps a part."""
+        if P is not None:
+            self._P, self._b = P, b
+        if Qn is not None:
+            self._Qn, self._cn = Qn, cn
+
+    def fun_and_jac(self, P=None, b=None, Qn=None, cn=None):
+        """Loss (data + user penalty) and gradient pieces at ``x`` (parts given are kept).
+
+        Returns ``(loss, gP_b, gb_b, gQ_partial, gc_partial)``: user rows complete,
+        item rows partial (this block's data term only).
+        """
+        self.calls += 1
+        self.set_point(P, b, Qn, cn)
+        with thread_limit(self.n_threads, limit_blas=False):
+            return self.users.fun_and_jac(self._P, self._b, self._Qn, self._cn)
+
+    def hessp(self, dP, db, dQn, dcn):
+        """Hessian (per ``spec['hessian']``) product pieces at the kept ``x`` with the
+        direction's block rows; same layout as :meth:`fun_and_jac`'s gradient."""
+        self.calls += 1
+        s = self.users
+        with thread_limit(self.n_threads, limit_blas=False):
+            obj = s.objective()
+            if obj is None:
+                hP = (s.regw[:, None] * dP).astype(s.dt)
+                hb = (s.regbw * db).astype(s.dt) if s.biases else None
+                return hP, hb, np.zeros_like(dQn), (np.zeros_like(dcn) if s.biases else None)
+            x = s.pack_local(self._P, self._b, self._Qn, self._cn)
+            h = obj.hessp(x, s.pack_local(dP, db, dQn, dcn))
+        hP, hQ, hb, hc = s.unpack_local(h)
+        hP += s.regw[:, None] * dP
+        if s.biases:
+            hb += s.regbw * db
+        return hP, hb, hQ, hc
+
+    def diag_gauss_newton(self, P=None, b=None, Qn=None, cn=None):
+        """Gauss-Newton diagonal pieces at ``x`` (parts given are kept); layout as the gradient."""
+        self.calls += 1
+        self.set_point(P, b, Qn, cn)
+        s = self.users
+        with thread_limit(self.n_threads, limit_blas=False):
+            obj = s.objective()
+            if obj is None:
+                dPd = np.broadcast_to(s.regw[:, None], (s.h.n_rows, s.k)).astype(s.dt)
+                dbd = s.regbw.astype(s.dt) if s.biases else None
+                nn = len(s.h.needed)
+                return dPd, dbd, np.zeros((nn, s.k), s.dt), (np.zeros(nn, s.dt) if s.biases else None)
+            d = obj.diag_gauss_newton(s.pack_local(self._P, self._b, self._Qn, self._cn))
+        dP, dQ, db, dc = s.unpack_local(d)
+        dP += s.regw[:, None]
+        if s.biases:
+            db += s.regbw
+        return dP, db, dQ, dc
