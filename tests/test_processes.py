@@ -1,0 +1,162 @@
+"""fastmf in multiprocessing pools (fork, spawn, forkserver) and in Python threads (issue #15).
+
+Every case runs in a fresh interpreter with a timeout, after the parent already
+ran parallel kernels (a fit): a hang fails the test instead of blocking the suite.
+
+* default layer (``tbb`` when the ``tbb`` package is installed, else numba's
+  default): fork, spawn and forkserver pools and two concurrent threads give the
+  serial results -- except that a fork child of a GNU-OpenMP parent must raise
+  :class:`fastmf._threading.ForkedOpenMPError` (naming the fix) instead of
+  hanging the pool;
+* ``NUMBA_THREADING_LAYER=workqueue``: fork works and concurrent fits from two
+  threads are serialised instead of aborting the process;
+* ``NUMBA_THREADING_LAYER=omp``: a forked child raises the clear error.
+
+On the code before issue #15 the fork case hangs under ``omp`` (the pool respawns
+killed workers forever) and the threads case aborts under ``workqueue``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 240  # seconds per subprocess; generous for a loaded 2-core machine, a hang still fails
+
+CHILD = textwrap.dedent(
+    r'''
+    import json, multiprocessing as mp, sys, threading, traceback
+    import numpy as np
+    import fastmf._threading as thr  # pins the threading layer (fastmf/__init__ does it too)
+    import fastmf
+
+    def data():
+        rng = np.random.default_rng(0)
+        pairs = rng.choice(60 * 40, size=800, replace=False)  # distinct (user, item) pairs
+        u, i = pairs // 40, pairs % 40
+        r = rng.integers(1, 6, u.size).astype(np.float32)
+        return u, i, r
+
+    def fit_predict(seed):
+        u, i, r = data()
+        m = fastmf.MatrixFactorization(rank=3, solver="als", max_iter=3, progress=False,
+                                       random_state=seed, n_threads=2)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit((u, i, r))
+        return m.predict(u[:50], i[:50]).tolist()
+
+    def emit(case, **kw):
+        print(json.dumps(dict(case=case, **kw)), flush=True)
+
+    def run_pool(method, expected):
+        try:
+            ctx = mp.get_context(method)
+            with ctx.Pool(2 if method == "fork" else 1) as pool:
+                got = pool.map(fit_predict, [1, 2])
+            emit(method, ok=got == expected, error=None)
+        except Exception as exc:
+            emit(method, ok=False, error=type(exc).__name__, message=str(exc))
+
+    def run_threads(expected):
+        out, errs = {}, []
+        def work(seed):
+            try:
+                out[seed] = fit_predict(seed)
+            except BaseException as exc:
+                errs.append(repr(exc))
+        ts = [threading.Thread(target=work, args=(s,)) for s in (1, 2)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        emit("threads", ok=not errs and [out.get(1), out.get(2)] == expected, error=errs or None)
+
+    if __name__ == "__main__":
+        cases = sys.argv[1].split(",")
+        expected = [fit_predict(1), fit_predict(2)]  # serial, in the parent: parallel kernels ran here
+        layer = thr.threading_layer()
+        from numba.np.ufunc import parallel
+        vendor = None
+        if layer == "omp":
+            from numba.np.ufunc import omppool
+            vendor = omppool.openmp_vendor
+        emit("layer", layer=layer, vendor=vendor, configured=thr.configure_threading_layer())
+        for case in cases:
+            if case == "threads":
+                run_threads(expected)
+            else:
+                run_pool(case, expected)
+        emit("done")
+    '''
+)
+
+
+def run_child(tmp_path, cases, layer=None):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if layer is not None:
+        env["NUMBA_THREADING_LAYER"] = layer
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), ",".join(cases)], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"hang: no result within {TIMEOUT} s (layer={layer}); stdout so far: {exc.stdout!r}")
+    records = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            records[rec["case"]] = rec
+    assert proc.returncode == 0 and "done" in records, (
+        f"child failed (status {proc.returncode}, layer={layer})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    )
+    return records, proc.stderr
+
+
+def _gnu_omp(records) -> bool:
+    return records["layer"]["layer"] == "omp" and records["layer"]["vendor"] == "GNU"
+
+
+def _assert_fork_case(records):
+    rec = records["fork"]
+    if _gnu_omp(records):
+        # GNU OpenMP cannot run in a fork child: a clear error naming the fix, never a hang
+        assert rec["error"] == "ForkedOpenMPError", rec
+        assert "pip install tbb" in rec["message"] and "spawn" in rec["message"], rec
+    else:
+        assert rec["ok"], rec
+
+
+def test_default_layer_pools_and_threads(tmp_path):
+    records, stderr = run_child(tmp_path, ["fork", "spawn", "forkserver", "threads"])
+    _assert_fork_case(records)
+    for case in ("spawn", "forkserver", "threads"):
+        assert records[case]["ok"], records[case]
+    assert "unsafe" not in stderr
+
+
+def test_workqueue_fork_and_concurrent_threads(tmp_path):
+    records, _ = run_child(tmp_path, ["fork", "threads"], layer="workqueue")
+    assert records["layer"]["layer"] == records["layer"]["configured"] == "workqueue"  # the user's choice
+    assert records["fork"]["ok"], records["fork"]
+    assert records["threads"]["ok"], records["threads"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="GNU OpenMP's fork problem is Linux-only")
+def test_omp_fork_child_raises_clear_error(tmp_path):
+    records, stderr = run_child(tmp_path, ["fork", "threads"], layer="omp")
+    assert records["layer"]["layer"] == "omp"
+    _assert_fork_case(records)
+    assert records["threads"]["ok"], records["threads"]
+    assert "Terminating: fork()" not in stderr
