@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,19 @@ CHILD = textwrap.dedent(
 )
 
 
+def run_bounded(cmd, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the group (pool workers too) and fail."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kw) as p:
+        try:
+            out, err = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            pytest.fail(f"hang: no result within {TIMEOUT} s: {cmd}\nstdout so far:\n{out}\nstderr:\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
 def run_child(tmp_path, cases, layer=None):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -106,13 +120,7 @@ def run_child(tmp_path, cases, layer=None):
     if layer is not None:
         env["NUMBA_THREADING_LAYER"] = layer
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(script), ",".join(cases)], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"hang: no result within {TIMEOUT} s (layer={layer}); stdout so far: {exc.stdout!r}")
+    proc = run_bounded([sys.executable, str(script), ",".join(cases)], cwd=tmp_path, env=env)
     records = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
