@@ -168,3 +168,122 @@ def test_omp_fork_child_raises_clear_error(tmp_path):
     _assert_fork_case(records)
     assert records["threads"]["ok"], records["threads"]
     assert "Terminating: fork()" not in stderr
+
+
+# ---------------------------------------------------------------------------- Ctrl-C during fit
+
+def _small_ratings():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(60 * 40, size=800, replace=False)
+    return pairs // 40, pairs % 40, rng.integers(1, 6, pairs.size).astype(np.float32)
+
+
+def _interrupt_at(iteration):
+    def callback(record):
+        if record["iteration"] >= iteration:
+            raise KeyboardInterrupt
+    return callback
+
+
+@pytest.mark.parametrize("solver", ["newton", "als", "sgd", "gibbs"])
+def test_keyboard_interrupt_leaves_the_estimator_as_before(solver):
+    import warnings
+
+    import numpy as np
+
+    from fastmf import MatrixFactorization, NotFittedError
+
+    data = _small_ratings()
+    kw = dict(rank=2, solver=solver, max_iter=6, progress=False, random_state=0, n_threads=2)
+    fresh = MatrixFactorization(**kw, callbacks=_interrupt_at(2))
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(data)
+    with pytest.raises(NotFittedError):  # unfitted stays unfitted
+        fresh.predict([0], [0])
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(fresh)), vars(fresh).keys()
+
+    fitted = MatrixFactorization(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted.fit(data)
+    pred = fitted.predict(data[0][:20], data[1][:20])  # (builds the lazy id indexes first)
+    refs = dict(vars(fitted))
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in refs.items()}
+    fitted.set_params(callbacks=_interrupt_at(1))
+    for warm_start in (False, True) if solver != "gibbs" else (False,):  # gibbs has no warm start
+        with pytest.raises(KeyboardInterrupt):
+            fitted.fit(data, warm_start=warm_start)
+        after = vars(fitted)
+        assert set(after) == set(before)
+        for k, v in before.items():
+            if k == "callbacks":
+                continue
+            assert after[k] is refs[k], f"{k} was replaced"
+            if isinstance(v, np.ndarray):
+                np.testing.assert_array_equal(after[k], v, err_msg=k)  # and not modified in place
+        np.testing.assert_array_equal(fitted.predict(data[0][:20], data[1][:20]), pred)
+
+
+SIGINT_CHILD = textwrap.dedent(
+    r'''
+    import sys, time, warnings
+    import numpy as np
+    import fastmf._threading
+    from fastmf import MatrixFactorization, NotFittedError
+    from fastmf.datasets import synthetic
+
+    data = synthetic(n_users=3000, n_items=1000, n_ratings=200_000, random_state=0)
+    started = [False]
+
+    def callback(record):
+        if not started[0]:
+            started[0] = True
+            print("fitting", flush=True)
+
+    model = MatrixFactorization(rank=16, solver=sys.argv[1], max_iter=100_000, tol=0.0, progress=False,
+                                random_state=0, callbacks=callback)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data)
+    except KeyboardInterrupt:
+        t = time.monotonic()
+        try:
+            model.predict([0], [0])
+        except NotFittedError:
+            print(f"interrupted, unfitted {t:.6f}", flush=True)
+            sys.exit(0)
+        print("interrupted but the model is fitted", flush=True)
+        sys.exit(3)
+    print("fit finished without interruption", flush=True)
+    sys.exit(4)
+    '''
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+@pytest.mark.parametrize("solver", ["newton", "sgd"])
+def test_sigint_mid_fit_interrupts_promptly(tmp_path, solver):
+    import time
+
+    script = tmp_path / "sigint_child.py"
+    script.write_text(SIGINT_CHILD)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with subprocess.Popen([sys.executable, str(script), solver], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, start_new_session=True) as proc:
+        try:
+            line = proc.stdout.readline()  # blocks until the first iteration finished
+            assert line.strip() == "fitting", (line, proc.stderr.read() if proc.poll() is not None else "")
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("the fit did not stop within 60 s of SIGINT")
+    assert proc.returncode == 0, (out, err)
+    assert out.startswith("interrupted, unfitted"), out
+    latency = float(out.split()[-1]) - sent
+    assert latency < 10, f"KeyboardInterrupt took {latency:.1f} s to propagate"
