@@ -133,7 +133,7 @@ def tbb_available() -> bool:
                 return False
             try:
                 par._check_tbb_version_compatible()
-                from numba.np.ufunc import tbbpool  # noqa: F401,F811
+                from numba.np.ufunc import tbbpool  # noqa: F401
             except ImportError:
                 return False
     return True
@@ -146,7 +146,8 @@ def configure_threading_layer() -> str:
     """Pin numba's threading layer for fastmf; returns the setting in force.
 
     Respects a user's choice: ``NUMBA_THREADING_LAYER`` in the environment or a
-    ``numba.config.THREADING_LAYER`` other than ``"default"``.  Does nothing if
+    ``numba.config.THREADING_LAYER`` other than ``"default"`` (a pip-installed TBB
+    is still made loadable, so that ``tbb`` or ``safe`` work).  Does nothing if
     numba already started a layer in this process.  Otherwise sets
     ``numba.config.THREADING_LAYER = "tbb"`` when TBB is loadable (see
     :func:`tbb_available`), else leaves numba's default.  Idempotent.
@@ -157,9 +158,11 @@ def configure_threading_layer() -> str:
     started = _layer_started()
     if started is not None:
         _configured = started
-    elif os.environ.get(_ENV, "").strip() or str(_numba_config.THREADING_LAYER).lower() != "default":
+        return _configured
+    tbb = tbb_available()  # also makes a pip-installed TBB loadable for a user's own choice of "tbb"/"safe"
+    if os.environ.get(_ENV, "").strip() or str(_numba_config.THREADING_LAYER).lower() != "default":
         _configured = str(_numba_config.THREADING_LAYER).lower()
-    elif tbb_available():
+    elif tbb:
         _numba_config.THREADING_LAYER = "tbb"
         _configured = "tbb"
     else:

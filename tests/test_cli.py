@@ -343,8 +343,6 @@ def test_history_table_columns():
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory):
     """Bad data files, a small good model and corrupt copies of it (no README run: fast)."""
-    import json
-
     from fastmf import MatrixFactorization, load_ratings_file
 
     d = tmp_path_factory.mktemp("bad")
