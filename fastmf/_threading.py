@@ -1,5 +1,36 @@
-"""Scoped control of numba and BLAS threads.
+"""Numba threading layer selection, fork/thread guards, and scoped thread limits.
 
+Threading layer
+---------------
+numba runs ``parallel=True`` kernels on one of three threading layers, chosen
+once per process, the first time a parallel kernel is compiled or run:
+
+* ``tbb``: safe with ``fork()`` and with kernels launched from several Python
+  threads at once.  Needs the ``tbb`` package (``libtbb.so.12`` / ``tbb12.dll``,
+  TBB 2021.6 or later).
+* ``omp``: fast and thread-safe, but on Linux (GNU OpenMP) not fork-safe: a
+  process forked after the parent ran a parallel kernel is killed by numba
+  ("fork() called from a process already using GNU OpenMP"), which makes a
+  ``multiprocessing.Pool`` respawn its workers forever.
+* ``workqueue``: fork-safe, but aborts the process when two threads launch
+  parallel kernels at the same time.
+
+:func:`configure_threading_layer` runs when this module is first imported (so
+at ``import fastmf``): unless the user chose a layer (``NUMBA_THREADING_LAYER``
+in the environment, or ``numba.config.THREADING_LAYER`` set before importing
+fastmf), it makes a pip-installed TBB loadable and pins ``tbb`` when TBB is
+there.  Without TBB numba's default stays (``omp``, else ``workqueue``) and two
+guards in :func:`thread_limit`, which every fastmf kernel call goes through,
+cover the unsafe cases:
+
+* in a process forked from one whose GNU OpenMP layer was already started, a
+  fastmf kernel call raises :class:`ForkedOpenMPError` naming the fixes,
+  instead of the process being killed (and a pool hanging);
+* with the ``workqueue`` layer, fastmf kernel calls from different threads are
+  serialised by a process-wide lock instead of aborting the process.
+
+Thread limits
+-------------
 ``with thread_limit(n): ...`` sets numba's thread count (``numba.set_num_threads``)
 and limits BLAS/OpenMP pools (threadpoolctl) for the duration of the block only,
 restoring both afterwards, even on error.
@@ -8,13 +39,186 @@ restoring both afterwards, even on error.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
+import threading
+import warnings
 
 import numba
+from numba.core import config as _numba_config
 from threadpoolctl import threadpool_limits
 
-__all__ = ["resolve_n_threads", "thread_limit"]
+__all__ = [
+    "ForkedOpenMPError",
+    "configure_threading_layer",
+    "resolve_n_threads",
+    "thread_limit",
+    "threading_layer",
+]
 
+_ENV = "NUMBA_THREADING_LAYER"
+_TBB_LIBS = {"linux": "libtbb.so.12", "win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}
+
+
+class ForkedOpenMPError(RuntimeError):
+    """A fastmf kernel was called in a process forked after GNU OpenMP started."""
+
+
+def _numba_parallel():
+    from numba.np.ufunc import parallel
+
+    return parallel
+
+
+def _layer_started() -> str | None:
+    """The layer numba already launched in this process, or None."""
+    par = _numba_parallel()
+    return par._threading_layer if par._is_initialized else None
+
+
+def _tbb_library_name() -> str | None:
+    for prefix, name in _TBB_LIBS.items():
+        if sys.platform.startswith(prefix):
+            return name
+    return None
+
+
+def _preload_tbb() -> bool:
+    """Load the TBB runtime of the ``tbb`` package by full path.
+
+    pip puts ``libtbb.so.12`` in ``<prefix>/lib`` (``tbb12.dll`` in
+    ``<prefix>/Library/bin``), which the dynamic loader does not search, so numba
+    reports "TBB not available" in a virtual environment (numba issue #7148).
+    Once loaded by full path, numba's ``CDLL("libtbb.so.12")`` and its
+    ``tbbpool`` extension find the loaded library by name.  Returns True if a
+    library was loaded.
+    """
+    name = _tbb_library_name()
+    if name is None:
+        return False
+    candidates = []
+    try:
+        from importlib import metadata
+
+        dist = metadata.distribution("tbb")
+        for f in dist.files or ():
+            if f.name == name:
+                candidates.append(str(dist.locate_file(f)))
+    except Exception:  # noqa: BLE001 - package missing or odd metadata: try the usual folders
+        pass
+    for base in {sys.prefix, sys.base_prefix}:
+        candidates += [os.path.join(base, "lib", name), os.path.join(base, "Library", "bin", name)]
+    mode = getattr(ctypes, "RTLD_GLOBAL", 0)
+    for path in candidates:
+        if os.path.isfile(path):
+            try:
+                ctypes.CDLL(os.path.abspath(path), mode=mode)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def tbb_available() -> bool:
+    """True if numba's TBB threading layer can be loaded in this process."""
+    par = _numba_parallel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba warns about an old TBB; we just fall back
+        try:
+            par._check_tbb_version_compatible()
+            from numba.np.ufunc import tbbpool  # noqa: F401
+        except ImportError:
+            if not _preload_tbb():
+                return False
+            try:
+                par._check_tbb_version_compatible()
+                from numba.np.ufunc import tbbpool  # noqa: F401
+            except ImportError:
+                return False
+    return True
+
+
+_configured: str | None = None
+
+
+def configure_threading_layer() -> str:
+    """Pin numba's threading layer for fastmf; returns the setting in force.
+
+    Respects a user's choice: ``NUMBA_THREADING_LAYER`` in the environment or a
+    ``numba.config.THREADING_LAYER`` other than ``"default"`` (a pip-installed TBB
+    is still made loadable, so that ``tbb`` or ``safe`` work).  Does nothing if
+    numba already started a layer in this process.  Otherwise sets
+    ``numba.config.THREADING_LAYER = "tbb"`` when TBB is loadable (see
+    :func:`tbb_available`), else leaves numba's default.  Idempotent.
+    """
+    global _configured
+    if _configured is not None:
+        return _configured
+    started = _layer_started()
+    if started is not None:
+        _configured = started
+        return _configured
+    tbb = tbb_available()  # also makes a pip-installed TBB loadable for a user's own choice of "tbb"/"safe"
+    if os.environ.get(_ENV, "").strip() or str(_numba_config.THREADING_LAYER).lower() != "default":
+        _configured = str(_numba_config.THREADING_LAYER).lower()
+    elif tbb:
+        _numba_config.THREADING_LAYER = "tbb"
+        _configured = "tbb"
+    else:
+        _configured = "default"
+    return _configured
+
+
+def threading_layer() -> str:
+    """The layer numba runs (starting it if needed): ``"tbb"``, ``"omp"`` or ``"workqueue"``."""
+    par = _numba_parallel()
+    par._launch_threads()
+    return par._threading_layer
+
+
+# --- guards -------------------------------------------------------------------------------
+
+_forked_after_gnu_omp = False
+_workqueue_lock = threading.RLock()
+
+
+def _gnu_omp_started() -> bool:
+    if _layer_started() != "omp":
+        return False
+    try:
+        from numba.np.ufunc import omppool
+    except ImportError:  # pragma: no cover
+        return False
+    return getattr(omppool, "openmp_vendor", "") == "GNU"
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_gnu_omp, _workqueue_lock
+    # a lock held by another thread of the parent would stay held forever in the child
+    _workqueue_lock = threading.RLock()
+    if _gnu_omp_started():
+        _forked_after_gnu_omp = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_fork_safety() -> None:
+    """Raise :class:`ForkedOpenMPError` if parallel kernels cannot run in this process."""
+    if _forked_after_gnu_omp:
+        raise ForkedOpenMPError(
+            "fastmf cannot run parallel kernels in this process: it was forked (multiprocessing "
+            "start method 'fork') from a process that had already started numba's GNU OpenMP "
+            "threading layer, which does not survive fork(). Fixes: install TBB (pip install tbb) "
+            "so that fastmf uses numba's fork-safe TBB layer; or use "
+            "multiprocessing.get_context('spawn') or 'forkserver'; or set "
+            "NUMBA_THREADING_LAYER=workqueue before the parent imports fastmf."
+        )
+
+
+# --- thread counts ------------------------------------------------------------------------
 
 def resolve_n_threads(n_threads: int | None) -> int:
     """Turn a user's ``n_threads`` into a positive thread count.
@@ -56,24 +260,25 @@ def resolve_n_threads(n_threads: int | None) -> int:
 def thread_limit(n_threads: int | None, limit_blas: bool = True):
     """Run a block with ``n_threads`` numba threads (and BLAS limited to the same).
 
-    Yields the resolved thread count.  Both settings are restored on exit.
+    Yields the resolved thread count.  Both settings are restored on exit.  Every
+    fastmf kernel call runs inside one, so this is also where the fork guard
+    (:func:`check_fork_safety`) runs and, under the ``workqueue`` layer, where
+    calls from different threads are serialised.
     """
     n = resolve_n_threads(n_threads)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        if limit_blas:
-            with threadpool_limits(limits=n):
+    check_fork_safety()
+    previous = numba.get_num_threads()  # starts numba's threading layer if needed
+    lock = _workqueue_lock if _layer_started() == "workqueue" else contextlib.nullcontext()
+    with lock:
+        numba.set_num_threads(n)
+        try:
+            if limit_blas:
+                with threadpool_limits(limits=n):
+                    yield n
+            else:
                 yield n
-        else:
-            yield n
-    finally:
-        numba.set_num_threads(previous)
+        finally:
+            numba.set_num_threads(previous)
 
 
-def cpu_count() -> int:
-    """Number of CPUs this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+configure_threading_layer()

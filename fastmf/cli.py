@@ -13,16 +13,19 @@ Subcommands::
 :mod:`fastmf.data.movielens`), a ratings file (CSV/TSV/``::``, sniffed), or, by
 default, the bundled ``ml-latest-small`` so that everything runs offline.
 
-User errors (bad arguments, missing files, unknown ids) print one line
-``fastmf: error: ...`` on stderr and exit with status 1 (argparse's own usage
-errors exit with 2); there is no traceback unless ``--traceback`` is given.
+Every error prints one line ``fastmf: error: ...`` on stderr, naming the file
+(and, for a bad ratings file, the line and column) and exits with status 1
+(usage errors: status 2); there is no traceback unless ``--traceback`` is given
+(``fastmf --traceback fit ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import re
 import sys
 import time
 import warnings
@@ -43,6 +46,14 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------------- helpers
 
+def _columns(text: str) -> tuple[str, ...]:
+    """``--columns user,item,rating[,timestamp]``."""
+    cols = tuple(c.strip() for c in text.split(","))
+    if len(cols) not in (3, 4) or not all(cols):
+        raise argparse.ArgumentTypeError(f"expected 3 or 4 comma-separated column names, got {text!r}")
+    return cols
+
+
 def _weighting(text: str):
     """``--reg-weighting``: a name of :data:`fastmf._weights.REG_WEIGHTINGS` or an exponent."""
     from ._weights import REG_WEIGHTINGS, reg_exponent
@@ -60,16 +71,26 @@ def _weighting(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
 
-def _load_dataset(spec: str | None, dtype=np.float32):
+def _load_dataset(spec: str | None, dtype=np.float32, columns: tuple[str, ...] | None = None):
     """A MovieLens name, a ratings file, or (None) the bundled ml-latest-small."""
     from .data.movielens import MOVIELENS_DATASETS, load_movielens, load_ratings_file
 
     spec = DEFAULT_DATASET if spec is None else spec
     if spec in MOVIELENS_DATASETS:
-        return load_movielens(spec, dtype=dtype)
+        try:
+            return load_movielens(spec, dtype=dtype)
+        except (ValueError, OSError, KeyError) as exc:
+            raise CLIError(_with_file(spec, _strip_advice(_message(exc)))) from exc
     path = Path(spec).expanduser()
     if path.is_file():
-        return load_ratings_file(path, dtype=dtype)
+        _check_text(spec, path)
+        try:
+            return load_ratings_file(path, dtype=dtype, columns=columns)
+        except UnicodeDecodeError as exc:
+            raise CLIError(f"{spec}: not a text ratings file (byte {exc.object[exc.start:exc.start + 1].hex()!s} "
+                           f"at offset {exc.start} is not UTF-8 text)") from exc
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise CLIError(_data_error(spec, path, exc)) from exc
     if path.is_dir():
         raise CLIError(f"{spec} is a folder; give a ratings file or a MovieLens name")
     raise CLIError(
@@ -78,10 +99,128 @@ def _load_dataset(spec: str | None, dtype=np.float32):
     )
 
 
+def _check_text(spec: str, path: Path) -> None:
+    """A ratings file must be text: reject binary files before the parser quotes their bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as exc:
+        raise CLIError(f"{spec}: cannot read the file ({exc.strerror or exc})") from exc
+    bad = head.find(b"\0")
+    if bad < 0:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+                bad = exc.start
+    if bad >= 0:
+        raise CLIError(f"{spec}: not a text ratings file (byte {bad}: 0x{head[bad]:02x} is not UTF-8 text)")
+
+
+def _message(exc: BaseException) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(msg).split()) or type(exc).__name__
+
+
+# library advice that names a Python keyword argument, with the CLI's equivalent (None: drop it)
+_ADVICE = (
+    (re.compile(r";?\s*pass columns=\(user, item, rating\[, timestamp\]\)"),
+     "; name them with --columns USER,ITEM,RATING[,TIMESTAMP]"),
+    (re.compile(r";?\s*pass drop_unknown=False to keep them"), None),
+    (re.compile(r";?\s*pass duplicates='last' or 'mean' to combine duplicates"), None),
+    (re.compile(r"\btest_size=(\S+)"), r"--test-size \1"),
+    (re.compile(r"\bn_threads\b"), "--threads"),
+    (re.compile(r"\binit='(\w+)'"), r"--init \1"),
+    (re.compile(r"\brank=(\d+)"), r"--rank \1"),
+    (re.compile(r"This file contains pickled \(object\) data\..*"), "not a NumPy .npz archive"),
+)
+
+
+def _strip_advice(msg: str) -> str:
+    """Replace advice about library keyword arguments by the CLI's own options."""
+    for pattern, replacement in _ADVICE:
+        msg = pattern.sub(replacement or "", msg)
+    return msg.strip()
+
+
+def _with_file(name: str, msg: str) -> str:
+    """``msg`` prefixed by ``name:`` unless it already names the file."""
+    return msg if name in msg else f"{name}: {msg}"
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'")
+_SHAPE = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")
+
+
+def _split_line(line: str) -> list[str]:
+    for sep in ("::", "\t", ",", ";", "|"):
+        if sep in line:
+            return [f.strip().strip('"') for f in line.split(sep)]
+    return [line.strip()]
+
+
+def _data_error(spec: str, path: Path, exc: BaseException) -> str:
+    """A ratings-file error naming the file and, when it can be found, the line and column."""
+    msg = _strip_advice(_message(exc))
+    m = _CONVERSION.search(msg)
+    shape = _SHAPE.search(msg)
+    if m is None and shape is None:
+        return _with_file(spec, msg)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read(1 << 26).splitlines()
+    except OSError:
+        return _with_file(spec, msg)
+    header = _split_line(lines[0]) if lines else []
+    if m is not None:
+        col, kind, value = int(m.group(1)), m.group(2), m.group(3)
+        what = "a number" if kind in ("double", "float", "int64", "int32") else kind
+        for lineno, line in enumerate(lines, start=1):
+            fields = _split_line(line)
+            if col < len(fields) and fields[col] == value:
+                name = header[col] if lineno > 1 and col < len(header) and not _is_number(header[col]) else None
+                column = f"column {col + 1}" + (f" ({name!r})" if name else "")
+                return f"{spec}, line {lineno}, {column}: {value!r} is not {what}"
+        return f"{spec}, column {col + 1}: {value!r} is not {what}"
+    expected, got, row = shape.groups()
+    for lineno, line in enumerate(lines, start=1):
+        if line.rstrip() == row.rstrip():
+            return f"{spec}, line {lineno}: expected {expected} columns, got {got}"
+    return f"{spec}: a line has {got} columns instead of {expected}: {row[:60]!r}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _load_model(path: str):
+    """Load a model file; any failure becomes a one-line error naming the file."""
     from .model import MatrixFactorization
 
-    return MatrixFactorization.load(path)
+    try:
+        return MatrixFactorization.load(path)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in many ways
+        msg = _message(exc)
+        if isinstance(exc, FileNotFoundError) or "fastmf model file" in msg:
+            raise CLIError(_with_file(path, msg)) from exc
+        raise CLIError(f"{path}: not a valid fastmf model file ({type(exc).__name__}: {msg})") from exc
+
+
+@contextlib.contextmanager
+def _about(name: str):
+    """Errors raised in the block become one-line errors naming ``name`` (a file or data set)."""
+    try:
+        yield
+    except CLIError as exc:
+        raise CLIError(_with_file(name, _message(exc))) from exc
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
+        raise CLIError(_with_file(name, _strip_advice(_message(exc)))) from exc
 
 
 def _coerce_id(text: str, ids: np.ndarray, what: str):
@@ -151,10 +290,10 @@ def cmd_fit(args) -> int:
     if not 0.0 <= args.test_size < 1.0:
         raise CLIError(f"--test-size must be in [0, 1), got {args.test_size}")
     if args.save is not None and not Path(args.save).expanduser().parent.is_dir():
-        raise CLIError(f"--save: folder {Path(args.save).expanduser().parent} does not exist")
+        raise CLIError(f"--save {args.save}: folder {Path(args.save).expanduser().parent} does not exist")
     if args.plot is not None:
         if not Path(args.plot).expanduser().parent.is_dir():
-            raise CLIError(f"--plot: folder {Path(args.plot).expanduser().parent} does not exist")
+            raise CLIError(f"--plot {args.plot}: folder {Path(args.plot).expanduser().parent} does not exist")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -165,15 +304,22 @@ def cmd_fit(args) -> int:
         tol=args.tol, random_state=args.seed, init=args.init, progress=not args.no_progress,
     )
     model._validated_params()  # parameter errors before loading any data
-    ratings = _load_dataset(args.dataset, dtype)
+    ratings = _load_dataset(args.dataset, dtype, columns=args.columns)
+    data_name = args.dataset or DEFAULT_DATASET
     print(f"data: {ratings!r}")
     test = None
     if args.test_size > 0:
-        train, test = train_test_split(ratings, args.test_size, random_state=args.seed)
+        try:
+            train, test = train_test_split(ratings, args.test_size, random_state=args.seed)
+        except ValueError as exc:
+            reason = _strip_advice(_message(exc))
+            if "--test-size" not in reason:
+                reason = f"cannot hold out --test-size {args.test_size:g} of its {ratings.nnz:,} ratings: {reason}"
+            raise CLIError(f"{data_name}: {reason}; use --test-size 0 to fit on all ratings") from exc
         print(f"split: {train.nnz:,} train / {test.nnz:,} test ratings (seed {args.seed})")
     else:
         train = ratings
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _about(data_name):
         warnings.simplefilter("always")
         model.fit(train, eval_set=test)
     for w in caught:  # e.g. a solver's ConvergenceWarning: one line, no source location
@@ -195,8 +341,9 @@ def cmd_fit(args) -> int:
         from .plot import plot_history
 
         metrics = ("loss", "val_rmse") if test is not None else ("loss",)
-        plot_history(model, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
-                     title=f"{ratings.name or 'ratings'}: {args.solver}, rank {args.rank}")
+        with _about(args.plot):
+            plot_history(model, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
+                         title=f"{ratings.name or 'ratings'}: {args.solver}, rank {args.rank}")
         print(f"saved plot to {args.plot}")
     return 0
 
@@ -205,9 +352,9 @@ def cmd_predict(args) -> int:
     from .model import UnknownIdWarning
 
     model = _load_model(args.model)
-    user = _coerce_id(args.user, model.user_ids_, "user")
-    items = [_coerce_id(i, model.item_ids_, "item") for i in args.items]
-    with warnings.catch_warnings(record=True) as caught:
+    with _about(args.model), warnings.catch_warnings(record=True) as caught:
+        user = _coerce_id(args.user, model.user_ids_, "user")
+        items = [_coerce_id(i, model.item_ids_, "item") for i in args.items]
         warnings.simplefilter("always", UnknownIdWarning)
         preds = model.predict(np.array([user] * len(items)), np.array(items), unknown=args.unknown)
     for w in caught:
@@ -221,12 +368,12 @@ def cmd_predict(args) -> int:
 def cmd_recommend(args) -> int:
     from .model import UnknownIdWarning
 
-    model = _load_model(args.model)
-    user = _coerce_id(args.user, model.user_ids_, "user")
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
-    n = min(args.n, model.n_items_)
-    with warnings.catch_warnings(record=True) as caught:
+    model = _load_model(args.model)
+    with _about(args.model), warnings.catch_warnings(record=True) as caught:
+        user = _coerce_id(args.user, model.user_ids_, "user")
+        n = min(args.n, model.n_items_)
         warnings.simplefilter("always", UnknownIdWarning)
         items, scores = model.recommend(user, n=n, exclude_seen=not args.include_seen,
                                         min_ratings=args.min_ratings)
@@ -260,7 +407,7 @@ def cmd_info(args) -> int:
     spec = args.target
     if spec is not None and spec.endswith(".npz") and Path(spec).expanduser().is_file():
         return _model_info(Path(spec).expanduser())
-    ratings = _load_dataset(spec)
+    ratings = _load_dataset(spec, columns=args.columns)
     stats = ratings.describe()
     if ratings.rating_scale is not None:
         stats["rating_scale"] = ratings.rating_scale
@@ -277,6 +424,11 @@ def cmd_info(args) -> int:
 
 def _model_info(path: Path) -> int:
     model = _load_model(str(path))
+    with _about(str(path)):
+        return _print_model_info(path, model)
+
+
+def _print_model_info(path: Path, model) -> int:
     res = model.result_
     lines = {
         "model": str(path),
@@ -368,17 +520,25 @@ def cmd_bench(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``fastmf: error: ...`` (exit status 2)."""
+
+    def error(self, message: str):
+        where = self.prog if self.prog != PROG else PROG
+        self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see '{where} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Numba-accelerated matrix factorization of explicit ratings (MovieLens).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     f = sub.add_parser("fit", help="fit a model on a data set and report test RMSE",
@@ -387,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
                    help="MovieLens name (ml-100k, ml-latest-small, ...) or a ratings file; "
                         f"default: the bundled {DEFAULT_DATASET}")
+    f.add_argument("--columns", type=_columns, default=None, metavar="USER,ITEM,RATING[,TIMESTAMP]",
+                   help="header names of the columns of a ratings file whose header is not recognised")
     f.add_argument("--solver", choices=("newton", "als", "sgd", "gibbs"), default="newton",
                    help="default: newton; gibbs = Bayesian biased MF by Gibbs sampling (no --reg: its prior "
                         "precisions are sampled)")
@@ -438,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or a summary of a saved model (.npz).")
     i.add_argument("target", nargs="?", default=None, metavar="DATASET|MODEL",
                    help=f"MovieLens name, ratings file or model .npz; default {DEFAULT_DATASET}")
+    i.add_argument("--columns", type=_columns, default=None, metavar="USER,ITEM,RATING[,TIMESTAMP]",
+                   help="header names of the columns of a ratings file whose header is not recognised")
     i.set_defaults(func=cmd_info)
 
     b = sub.add_parser("bench", help="quick kernel comparison against the dense reference",
@@ -469,9 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             NotFittedError) as exc:
         if args.traceback:
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        msg = " ".join(str(msg).split()) or type(exc).__name__
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        print(f"{PROG}: error: {_strip_advice(_message(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line unless --traceback
+        if args.traceback:
+            raise
+        print(f"{PROG}: error: internal error ({type(exc).__name__}: {_message(exc)}); "
+              "run with --traceback for details", file=sys.stderr)
         return 1
 
 

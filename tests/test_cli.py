@@ -8,6 +8,7 @@ folder.  The Python example of the README is ``README_PYTHON`` below, run as a s
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -17,7 +18,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from fastmf.cli import history_table, main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 README_STEPS = [
     "fastmf info",
@@ -67,6 +72,8 @@ README_PYTHON = textwrap.dedent(
 def run(args, cwd, check_rc: int | None = 0, timeout: float = 300, module: bool = True):
     """Run ``python -m fastmf ARGS`` (or the command ``args`` itself with ``module=False``)."""
     env = dict(os.environ, FASTMF_NO_DOWNLOAD="1", PYTHONWARNINGS="default")
+    # the checkout under test, not whichever fastmf is installed
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "fastmf", *args] if module else args
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check_rc is not None:
@@ -200,7 +207,7 @@ def test_predict_unknown_ids_note(workdir, readme_outputs):
     proc = run(["predict", "model.npz", "999999", "31"], workdir)
     assert "note:" in proc.stderr and "unknown" in proc.stderr
     proc = run(["predict", "model.npz", "999999", "31", "--unknown", "raise"], workdir, check_rc=1)
-    assert proc.stderr.strip() == "fastmf: error: unknown user id 999999 (1 predictions with an unknown id)"
+    assert proc.stderr.strip() == "fastmf: error: model.npz: unknown user id 999999 (1 predictions with an unknown id)"
 
 
 @pytest.mark.parametrize(
@@ -214,7 +221,7 @@ def test_predict_unknown_ids_note(workdir, readme_outputs):
         (["fit", "--rank", "0"], "rank must be >= 1"),
         (["fit", "--test-size", "1.5"], "--test-size"),
         (["fit", "ratings.csv", "--save", "no/such/dir/m.npz"], "does not exist"),
-        (["fit", "ratings.csv", "--init", "svd", "--rank", "3000"], "init='svd' needs rank < min(n_users, n_items)"),
+        (["fit", "ratings.csv", "--init", "svd", "--rank", "3000"], "--init svd needs rank < min(n_users, n_items)"),
         (["info", "missing.csv"], "neither a MovieLens name"),
     ],
 )
@@ -248,7 +255,8 @@ def test_help_everywhere(sub, capsys):
 
 
 def test_usage_errors_exit_2(workdir, capsys):
-    assert run([], workdir, check_rc=2).stderr.startswith("usage:")
+    assert run([], workdir, check_rc=2).stderr == (
+        "fastmf: error: the following arguments are required: COMMAND (see 'fastmf --help')\n")
     for argv, text in ((["fit", "--solver", "bfgs"], "invalid choice"), (["predict", "model.npz"], "required"),
                        (["fit", "--reg-weighting", "log"], "sqrt-count"),
                        (["fit", "--reg-weighting", "-1"], "exponent must be finite and >= 0")):
@@ -328,3 +336,149 @@ def test_history_table_columns():
     ])
     assert header == ["iter", "loss", "learning rate", "time (s)"]
     assert rows[1] == ["2", "1.5", "0.1", "1.000"]
+
+
+# ---------------------------------------------------------------------------- every error path (issue #15)
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    """Bad data files, a small good model and corrupt copies of it (no README run: fast)."""
+    from fastmf import MatrixFactorization, load_ratings_file
+
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    pairs = rng.choice(50 * 30, size=500, replace=False)
+    with open(d / "good.csv", "w") as fh:
+        fh.write("user,item,rating\n")
+        for p in pairs:
+            fh.write(f"{p // 30},{p % 30},{rng.integers(1, 6)}\n")
+    (d / "text.csv").write_text("user,item,rating\n1,2,4\n1,3,five\n2,3,3\n")
+    (d / "binary.dat").write_bytes(bytes(rng.integers(128, 256, 3000, dtype=np.uint8)))
+    (d / "empty.csv").write_bytes(b"")
+    (d / "nocolumn.csv").write_text("user,movie,score\n1,2,3\n2,3,4\n")
+    (d / "ragged.csv").write_text("user,item,rating\n1,2,4\n1,3\n2,3,3\n")
+    (d / "tiny.csv").write_text("user,item,rating\n1,2,4\n3,4,5\n")
+    (d / "tiny2.csv").write_text("user,item,rating\n1,2,4\n3,4,5\n5,6,3\n7,8,2\n")
+    with pytest.warns(Warning):
+        model = MatrixFactorization(rank=2, solver="als", max_iter=2, progress=False,
+                                    random_state=0).fit(load_ratings_file(d / "good.csv"))
+    model.save(d / "model.npz")
+    arrays = dict(np.load(d / "model.npz"))
+    (d / "truncated.npz").write_bytes((d / "model.npz").read_bytes()[:2000])
+    np.savez(d / "badjson.npz", **{**arrays, "params_json": np.array('{"rank": ')})
+    np.savez(d / "badversion.npz", **{**arrays, "fastmf_format_version": np.array("x")})
+    np.savez(d / "badmean.npz", **{**arrays, "global_mean": np.array([1.5, 2.0])})
+    np.savez(d / "badshape.npz", **{**arrays, "user_factors": arrays["user_factors"][:5]})
+    np.savez(d / "missing_field.npz", **{k: v for k, v in arrays.items() if k != "item_ids"})
+    return d
+
+
+# (argv, text that must be in the message besides the file name, or None)
+ERROR_CASES = [
+    (["fit", "text.csv"], "line 3, column 3 ('rating'): 'five' is not a number"),
+    (["info", "text.csv"], "line 3, column 3"),
+    (["fit", "binary.dat"], "not a text ratings file"),
+    (["info", "binary.dat"], "not a text ratings file"),
+    (["fit", "empty.csv"], "empty"),
+    (["info", "empty.csv"], "empty"),
+    (["fit", "missing.csv"], "neither a MovieLens name"),
+    (["info", "missing.csv"], "neither a MovieLens name"),
+    (["fit", "nocolumn.csv"], "--columns USER,ITEM,RATING"),
+    (["fit", "nocolumn.csv", "--columns", "user,item,rating"], "not in the header"),
+    (["fit", "ragged.csv"], "line 3: expected 3 columns, got 2"),
+    (["fit", "tiny.csv", "--no-progress"], "--test-size 0 to fit on all ratings"),
+    (["fit", "tiny2.csv", "--no-progress", "--test-size", "0.5"], "--test-size 0 to fit on all ratings"),
+    (["predict", "missing.npz", "1", "2"], "not found"),
+    (["predict", "text.csv", "1", "2"], "not a fastmf model file"),
+    (["predict", "binary.dat", "1", "2"], "not a fastmf model file"),
+    (["predict", "empty.csv", "1", "2"], "not a fastmf model file"),
+    (["predict", "truncated.npz", "1", "2"], "not a fastmf model file"),
+    (["predict", "badjson.npz", "1", "2"], "not a valid fastmf model file"),
+    (["recommend", "badversion.npz", "1"], "model file"),
+    (["info", "badmean.npz"], "not a valid fastmf model file"),
+    (["recommend", "badshape.npz", "1"], "inconsistent array shapes"),
+    (["predict", "missing_field.npz", "1", "2"], "missing ['item_ids']"),
+    (["predict", "model.npz", "999", "2", "--unknown", "raise"], "unknown user id 999"),
+    (["predict", "model.npz", "1", "9999", "--unknown", "raise"], "unknown item id 9999"),
+    (["predict", "model.npz", "one", "2"], "user id 'one' is not an integer"),
+    (["recommend", "model.npz", "1.5"], "user id '1.5' is not an integer"),
+    (["fit", "good.csv", "--save", "nowhere/m.npz"], "does not exist"),
+    (["fit", "good.csv", "--init", "svd", "--rank", "3000", "--no-progress"], "--init svd needs rank"),
+]
+# bad numbers: usage errors (status 2), one line too; no file involved
+USAGE_CASES = [
+    (["fit", "good.csv", "--rank", "abc"], "argument --rank: invalid int value: 'abc'"),
+    (["fit", "good.csv", "--reg", "1e"], "argument --reg: invalid float value"),
+    (["recommend", "model.npz", "1", "-n", "ten"], "argument -n: invalid int value"),
+    (["fit", "good.csv", "--columns", "a,b"], "3 or 4 comma-separated column names"),
+    (["fit", "--solver", "bfgs"], "invalid choice"),
+]
+BAD_NUMBER_CASES = [
+    (["fit", "good.csv", "--rank", "0"], "rank must be >= 1"),
+    (["fit", "good.csv", "--reg", "-1"], "reg must be >= 0"),
+    (["fit", "good.csv", "--reg", "nan"], "reg must be finite"),
+    (["fit", "good.csv", "--test-size", "1.5"], "--test-size"),
+    (["fit", "good.csv", "--threads", "0"], "--threads must be"),
+    (["recommend", "model.npz", "1", "-n", "-3"], "-n must be >= 1"),
+]
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("fastmf: error: "), lines[0]
+    assert "Traceback" not in captured.err and "pass drop_unknown" not in captured.err
+    assert not re.search(r"[a-z_]=", lines[0]), f"names a Python argument, not a CLI option: {lines[0]}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, text", ERROR_CASES, ids=[" ".join(a) for a, _ in ERROR_CASES])
+def test_every_error_names_the_file(bad_inputs, args, text, capsys, monkeypatch):
+    monkeypatch.chdir(bad_inputs)
+    assert main(args) == 1
+    line = _one_error_line(capsys)
+    file_arg = "nowhere/m.npz" if "--save" in args else args[1]
+    assert file_arg in line, line
+    assert text in line, line
+
+
+@pytest.mark.parametrize("args, text", USAGE_CASES, ids=[" ".join(a) for a, _ in USAGE_CASES])
+def test_usage_errors_are_one_line(bad_inputs, args, text, capsys, monkeypatch):
+    monkeypatch.chdir(bad_inputs)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    line = _one_error_line(capsys)
+    assert text in line and "--help" in line, line
+
+
+@pytest.mark.parametrize("args, text", BAD_NUMBER_CASES, ids=[" ".join(a) for a, _ in BAD_NUMBER_CASES])
+def test_bad_numbers_are_one_line(bad_inputs, args, text, capsys, monkeypatch):
+    monkeypatch.chdir(bad_inputs)
+    assert main(args) == 1
+    assert text in _one_error_line(capsys)
+
+
+def test_internal_errors_are_one_line_unless_traceback(bad_inputs, capsys, monkeypatch):
+    import fastmf.cli as cli
+
+    def broken(args):
+        raise RuntimeError("something unexpected")
+
+    monkeypatch.chdir(bad_inputs)
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    assert main(["info", "good.csv"]) == 1
+    line = _one_error_line(capsys)
+    assert "RuntimeError: something unexpected" in line and "--traceback" in line
+    with pytest.raises(RuntimeError):
+        main(["--traceback", "info", "good.csv"])
+
+
+def test_corrupt_model_through_subprocess(bad_inputs):
+    """The real entry point: one stderr line, status 1; ``--traceback`` shows the traceback."""
+    proc = run(["predict", "badjson.npz", "1", "2"], bad_inputs, check_rc=1, timeout=120)
+    assert proc.stderr.startswith("fastmf: error: badjson.npz: not a valid fastmf model file")
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+    proc = run(["--traceback", "predict", "badjson.npz", "1", "2"], bad_inputs, check_rc=1, timeout=120)
+    assert "Traceback" in proc.stderr
