@@ -10,7 +10,8 @@ Main entry points::
     fastmf.datasets                 synthetic MovieLens-shaped data, readers, splits
 """
 
-from . import datasets, metrics, reference
+from . import _threading  # noqa: F401  (first: pins numba's threading layer before any kernel compiles)
+from . import datasets, metrics, model_selection, reference
 from .data.movielens import load_ml100k_fold, load_movielens, load_ratings_file
 from .data.ratings import Ratings
 from .data.splits import per_user_split, temporal_split, train_test_split
@@ -26,6 +27,7 @@ __all__ = [
     "UnknownIdWarning",
     "as_ratings",
     "metrics",
+    "model_selection",
     "Ratings",
     "datasets",
     "load_ml100k_fold",

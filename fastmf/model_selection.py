@@ -49,6 +49,7 @@ ranking metric.
 
 from __future__ import annotations
 
+import os
 import itertools
 import numbers
 import re
@@ -61,7 +62,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._threading import cpu_count
 from ._validation import check_positive_int, check_random_state
 from .data.movielens import ML100K_FOLDS, load_ml100k_fold
 from .data.ratings import Ratings
@@ -443,7 +443,7 @@ def _check_n_jobs(n_jobs) -> int:
         raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
     n = int(n_jobs)
     if n < 0:
-        n = max(1, cpu_count() + 1 + n)
+        n = max(1, (os.cpu_count() or 1) + 1 + n)
     return n
 
 
