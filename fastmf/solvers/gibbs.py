@@ -177,6 +177,8 @@ def gibbs(
     n_samples, iter_name = renamed("gibbs", "max_iter", max_iter, 200, "n_samples", n_samples)
     if not isinstance(biases, (bool, np.bool_)):
         raise TypeError(f"biases must be a bool, got {biases!r}")
+    if mu is not None and not math.isfinite(float(mu)):
+        raise ValueError(f"mu must be finite, got {mu!r}")
     # the prior precisions are sampled: no penalty, unit row weights
     problem = MFProblem(rank=rank, biases=biases, reg=0.0, reg_weighting="uniform", mu=mu, dtype=dtype)
     k, dtype = problem.rank, problem.dtype
