@@ -240,7 +240,7 @@ def newton_cg(
     max_iter : int
         Outer iterations (accepted or rejected steps).
     max_time : float, optional
-        Wall-clock limit in seconds, checked after each iteration.
+        Wall-clock limit in seconds, checked after each iteration (shared run interface).
     preconditioner : {"jacobi", "block-jacobi", "none"}
         Default ``"jacobi"``: measured fastest in wall-clock time (``bench/solver_curves.py``;
         ml-latest-small and ML-10M-shaped synthetic data, rank 32: with the exact Hessian it
@@ -271,18 +271,9 @@ def newton_cg(
     backtrack : int
         Loss evaluations along a step that fails the ratio test before rejecting it
         (module docstring, step 4); ``0`` rejects at once (classic trust region).
-    validation : Ratings, optional
-        Held-out ratings in the training code space; RMSE recorded per iteration.
-    early_stopping : int, optional
-        Patience (accepted iterations without an improvement of ``min_delta`` in
-        validation RMSE); needs ``validation``.
-    min_delta : float
-    clip : (low, high), optional
-        Clip predictions before scoring the validation set.
-    callbacks : callable or list of callables
-        Called with each iteration's :class:`IterationRecord`; ``True`` stops the run.
-    progress : bool
-        Show a tqdm progress bar.
+    validation, early_stopping, min_delta, clip, callbacks, progress
+        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping`` counts
+        accepted iterations.
     random_state : None, int or Generator
         Seed of the default starting point.
     n_threads : int, optional
@@ -315,6 +306,13 @@ def newton_cg(
         When ``max_iter`` or ``max_time`` ends the run before ``gtol``/``ftol``.
     """
     tol, tol_name = renamed("newton_cg", "tol", tol, 1e-5, "gtol", gtol)
+    return run_iterations(*_make_solver(**locals()))
+
+
+def _make_solver(*, objective, x0, tol, tol_name, gtol, ftol, max_iter, max_time, preconditioner, hessian,
+                 initial_radius, max_radius, eta, cg_tol, forcing, max_cg, backtrack, validation, early_stopping,
+                 min_delta, clip, callbacks, progress, random_state, n_threads, max_block_memory, check_bounded):
+    """Validate :func:`newton_cg`'s arguments (before any work); return ``(NewtonCG solver, RunOptions)``."""
     for meth in ("fun", "jac", "hessp"):
         if not callable(getattr(objective, meth, None)):
             raise TypeError(f"objective must have a callable {meth}(), got {type(objective).__name__}")
@@ -335,7 +333,7 @@ def newton_cg(
     if opts["ftol"] is None:
         opts["ftol"] = 1e-7 if x.dtype == np.float32 else 1e-10
     solver = NewtonCG(backend, x, hessian_name, check_bounded=check_bounded, **opts)
-    return run_iterations(solver, run)
+    return solver, run
 
 
 def _check_options(*, tol, tol_name, ftol, preconditioner, initial_radius, max_radius, eta, cg_tol, max_cg,

@@ -331,16 +331,9 @@ def sgd(
         Initial factors are :math:`\mathcal N(0, \text{init\_scale}^2)`; biases start at 0.
     x0 : ndarray, optional
         Initial packed parameters ``[P, Q, b, c]`` (warm start; not modified).
-    validation : Ratings, optional
-        Held-out ratings in the training code space; its RMSE is recorded each epoch.
-    early_stopping : int >= 1, optional
-        Patience: stop after this many epochs without a validation improvement of
-        ``min_delta`` and return the best epoch's parameters (needs ``validation``).
-    min_delta : float >= 0
-    callbacks : callable or list of callables, optional
-        Called with each epoch's record; returning True stops the run.
-    progress : bool
-        Show a tqdm progress bar (stderr).
+    validation, early_stopping, min_delta, callbacks, progress, max_time
+        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping`` counts
+        epochs and returns the best epoch's parameters.
     tol : float >= 0, optional
         Stop (status FTOL) when an epoch lowers the training loss by less than
         ``tol * max(|loss|, 1)`` (an increase also stops).
@@ -352,8 +345,6 @@ def sgd(
         pre-update squared residuals accumulated during the epoch plus the exact
         penalty at its end (no extra pass over the ratings); ``"exact"`` the objective
         :math:`L` of the parameters at the end of the epoch (one more pass an epoch).
-    max_time : float > 0, optional
-        Wall-clock limit in seconds, checked after each epoch.
 
     Returns
     -------
@@ -379,6 +370,14 @@ def sgd(
         and learning rate and what to change.
     """
     max_iter, iter_name = renamed("sgd", "max_iter", max_iter, 30, "n_epochs", n_epochs)
+    return run_iterations(*_make_solver(**locals()))
+
+
+def _make_solver(*, ratings, rank, reg, reg_bias, reg_weighting, biases, mu, dtype, learning_rate, schedule,
+                 decay, max_iter, iter_name, n_blocks, mode, reshuffle, n_threads, random_state, init_scale, x0,
+                 validation, early_stopping, min_delta, callbacks, progress, tol, clip, train_loss, max_time,
+                 n_epochs):
+    """Validate :func:`sgd`'s arguments (before any work); return ``(SGD solver, RunOptions)``."""
     if not isinstance(ratings, Ratings):
         raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
     problem = MFProblem(rank=rank, biases=_check_bool(biases, "biases"), reg=reg, reg_bias=reg_bias,
@@ -406,7 +405,7 @@ def sgd(
     solver = SGD(ratings, problem, x0, rng=check_random_state(random_state), eta=eta, schedule=schedule,
                  decay=decay, n_blocks=B, mode=mode, reshuffle=reshuffle, init_scale=init_scale, tol=tol,
                  exact_loss=train_loss == "exact")
-    return run_iterations(solver, run)
+    return solver, run
 
 
 def _check_x0(x0, problem):
