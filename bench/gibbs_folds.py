@@ -41,7 +41,7 @@ DEFAULT_DATA = Path(os.environ.get("FASTMF_TEST_DATA", Path(__file__).resolve().
 
 
 def _fit(train, rank, args, validation=None):
-    return gibbs(train, rank, n_samples=args.samples, burn_in=args.burn_in, validation=validation, clip=(1.0, 5.0),
+    return gibbs(train, rank, max_iter=args.samples, burn_in=args.burn_in, validation=validation, clip=(1.0, 5.0),
                  progress=False, n_threads=1, random_state=args.seed, dtype=np.dtype(args.dtype))
 
 

@@ -80,7 +80,7 @@ def fit(train, cfg, args, *, validation=None, max_iter=None, seed=0, early_stopp
                   min_delta=args.min_delta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return newton_cg(obj, x0, preconditioner=args.preconditioner, gtol=args.gtol, max_cg=args.max_cg,
+        return newton_cg(obj, x0, preconditioner=args.preconditioner, tol=args.gtol, max_cg=args.max_cg,
                          max_iter=args.max_iter if max_iter is None else max_iter,
                          progress=False, n_threads=args.threads, **kw)
 

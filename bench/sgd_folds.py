@@ -62,11 +62,11 @@ def main(argv=None) -> int:
         train, test = load_ml100k_fold(fold, args.data, download=False)
         inner, val = train_test_split(train, 0.1, random_state=args.seed)
         t0 = time.perf_counter()
-        res = sgd(inner, validation=val, early_stopping=args.patience, n_epochs=args.max_epochs, **kw)
+        res = sgd(inner, validation=val, early_stopping=args.patience, max_iter=args.max_epochs, **kw)
         scale = train.rating_scale
         es = test_rmse(res, inner, test, scale)
         es_raw = test_rmse(res, inner, test)
-        refit = sgd(train, n_epochs=res.best_iteration, **kw)
+        refit = sgd(train, max_iter=res.best_iteration, **kw)
         rf = test_rmse(refit, train, test, scale)
         dt = time.perf_counter() - t0
         es_scores.append(es)

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     threads = sorted({1, min(2, max_threads)})
     upd, full = {}, {}
     for nt in threads:
-        res = sgd(R, args.rank, n_epochs=args.epochs, n_threads=nt, n_blocks=args.blocks, progress=False,
+        res = sgd(R, args.rank, max_iter=args.epochs, n_threads=nt, n_blocks=args.blocks, progress=False,
                   schedule=args.schedule, random_state=0)
         walls = [h["epoch_time"] for h in res.history]
         epochs = [h["elapsed"] - p["elapsed"] for p, h in zip(res.history, res.history[1:])]

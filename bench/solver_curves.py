@@ -70,7 +70,7 @@ def run_newton(obj, x0, test, preconditioner, hessian, args):
                     n_threads=args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        res = newton_cg(o, x0, preconditioner=preconditioner, validation=test, gtol=args.gtol, ftol=0,
+        res = newton_cg(o, x0, preconditioner=preconditioner, validation=test, tol=args.gtol, ftol=0,
                         max_iter=args.max_iter, max_time=args.max_time, progress=False, n_threads=args.threads)
     return [(h["elapsed"], h["loss"], h["val_rmse"]) for h in res.history if h["accepted"]]
 

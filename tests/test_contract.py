@@ -1,7 +1,8 @@
-"""The contract every solver passes through MatrixFactorization.
+"""The contract every solver passes through MatrixFactorization, parametrized over the registry.
 
 Empty users/items, wrong dtype, DataFrame and sparse input, unknown ids, pickling, save/load,
-determinism per seed, sklearn clone, float32/float64, a sane fit, early stopping.
+determinism per seed (and across thread counts where the solver promises it), sklearn clone,
+float32/float64, a sane fit, early stopping, callbacks that stop, progress off, bad options.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import pytest
 from fastmf.data.ratings import Ratings
 from fastmf.data.synthetic import synthetic
 from fastmf.model import MatrixFactorization, UnknownIdWarning
+from fastmf.solvers.registry import SOLVERS as REGISTRY
+from fastmf.solvers.registry import get_solver_spec
 
-SOLVERS = ["newton", "als", "sgd"]
+SOLVERS = sorted(REGISTRY)
+#: per-solver estimator parameters that keep these fits small
+EXTRA = {"gibbs": dict(solver_options={"burn_in": 1})}
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*did not converge:UserWarning")
 
@@ -31,6 +36,7 @@ def data():
 
 def make(solver, **kw):
     params = dict(rank=3, solver=solver, max_iter=4, progress=False, random_state=0)
+    params.update(EXTRA.get(solver, {}))
     params.update(kw)
     return MatrixFactorization(**params)
 
@@ -44,7 +50,9 @@ def test_fit_is_sane(solver, data):
     m = make(solver, max_iter=10).fit(data)
     baseline = np.sqrt(np.mean((data.values.astype(np.float64) - data.global_mean) ** 2))
     assert m.score(data) < 0.9 * baseline
-    assert m.user_factors_.shape == (data.n_users, 3) and m.item_factors_.shape == (data.n_items, 3)
+    k = m.user_factors_.shape[1]
+    assert k == 3 or (solver == "gibbs" and k % 3 == 0)  # gibbs stacks its kept draws
+    assert m.user_factors_.shape == (data.n_users, k) and m.item_factors_.shape == (data.n_items, k)
     assert m.user_factors_.dtype == np.float32 and m.global_mean_ == pytest.approx(data.global_mean)
     assert m.n_iter_ >= 1
     # one record per iteration, plus possibly the starting point (iteration 0)
@@ -140,9 +148,63 @@ def test_sklearn_clone_refits_identically(solver, data):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_eval_set_and_early_stopping(solver, data):
+    if not get_solver_spec(solver).supports_early_stopping:
+        with pytest.raises(ValueError, match="early_stopping does not apply"):
+            make(solver, early_stopping=2).fit(data, eval_set=data)
+        return
     m = make(solver, max_iter=6, early_stopping=2).fit(data, eval_set=data)
     assert all(rec["val_rmse"] is not None for rec in m.history_)
     assert m.n_iter_ <= 6
     best = min(rec["val_rmse"] for rec in m.history_)
     # the model keeps the best validation parameters
     assert m.score(data) == pytest.approx(best, rel=1e-4)
+
+
+@pytest.mark.parametrize("solver", [s for s in SOLVERS if REGISTRY[s].thread_deterministic])
+def test_deterministic_across_thread_counts(solver, data):
+    one = make(solver, random_state=5, n_threads=1).fit(data)
+    two = make(solver, random_state=5, n_threads=2).fit(data)
+    for x, y in zip(factors(one), factors(two)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_callback_stops_the_run(solver, data):
+    seen = []
+
+    def stop_at_two(rec):
+        seen.append(rec["iteration"])
+        return rec["iteration"] >= 2
+
+    m = make(solver, max_iter=8, callbacks=stop_at_two).fit(data)
+    assert m.n_iter_ == 2 and seen[-1] == 2
+    assert all(np.isfinite(a).all() for a in factors(m))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_progress_off_prints_nothing(solver, data, capsys):
+    make(solver, progress=False).fit(data)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_bad_solver_option_is_rejected_with_the_accepted_list(solver, data):
+    with pytest.raises(ValueError, match=r"solver_options \['nope'\] are not options of solver="):
+        make(solver, solver_options={"nope": 1}).fit(data)
+    with pytest.raises(ValueError, match="may not set"):
+        make(solver, solver_options={"progress": True}).fit(data)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_spec_flags_are_consistent(solver):
+    spec = get_solver_spec(solver)
+    assert spec.name == solver and callable(spec.run)
+    assert set(spec.deprecated_options.values()) <= set(spec.options)
+    if not spec.supports_early_stopping:
+        assert "early_stopping" not in spec.options
+
+
+def test_unknown_solver_spec():
+    with pytest.raises(ValueError, match="unknown solver 'lbfgs'"):
+        get_solver_spec("lbfgs")

@@ -13,6 +13,44 @@ Run interface (Newton-CG, ALS and SGD alike)
   iterations) the run stops when it has not improved by ``min_delta`` for that
   many iterations, and the best parameters are returned.
 * Each run returns a :class:`SolverResult`.
+
+The run loop
+------------
+:func:`run_iterations` is the one loop of every solver (as scikit-learn's ``NewtonSolver``:
+setup / step / check_convergence / finalize).  It owns the stopwatch, the history, the
+progress bar, the callbacks, validation scoring with early stopping, the time limit, the
+status and message, the restoration of the best parameters, the
+:class:`~fastmf.exceptions.ConvergenceWarning` and the :class:`SolverResult`.  A solver is an
+:class:`IterativeSolver` and supplies only its hooks:
+
+``setup()``
+    Build state; may return ``(status, message)`` to end before any iteration.
+``initial_record()``
+    Fields of the iteration-0 record (``None``: no such record).
+``check_start()``
+    After the iteration-0 record: ``(status, message)`` to end at once (e.g. ``gtol`` met).
+``step(it)``
+    One iteration; returns the record's fields (without ``iteration``, ``val_rmse`` and
+    ``elapsed``, which the loop adds; a solver scoring its own validation puts
+    ``val_rmse`` in).  May raise (e.g. :class:`~fastmf.exceptions.DivergenceError`).
+``scored(fields)``
+    Whether the validation set is scored after this step (default True).
+``params()``
+    ``(P, Q, b, c)`` for the validation monitor.
+``check_convergence(it, record)``
+    ``(status, message)`` or None, tested first.
+``check_progress(it, record)``
+    ``(status, message)`` or None, tested after early stopping and the callbacks (e.g. a
+    collapsed trust region).
+``restore_best(params, iteration)``
+    After early stopping: go back to the best validation parameters.
+``convergence_warning(status, message)``
+    Text of the :class:`ConvergenceWarning` for ``MAX_ITER``/``MAX_TIME`` (None: no warning).
+``finalize(status, message)``
+    The result's fields (``x``, ``fun``, ``grad_norm``, counters, solver extras).
+
+Stop ladder after each step: the solver's convergence test, early stopping, a callback,
+the solver's progress test, ``max_time``; else ``MAX_ITER`` after ``max_iter`` steps.
 """
 
 from __future__ import annotations
@@ -20,12 +58,17 @@ from __future__ import annotations
 import enum
 import logging
 import time
+import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 from tqdm.auto import tqdm
 
+from .._threading import thread_limit
+from .._validation import check_nonnegative_float, check_positive_int
+from ..exceptions import ConvergenceWarning
 from ..kernels.predict import rmse_codes
 
 __all__ = [
@@ -36,6 +79,13 @@ __all__ = [
     "ValidationMonitor",
     "Stopwatch",
     "make_progress",
+    "finish_result",
+    "RunOptions",
+    "IterativeSolver",
+    "run_iterations",
+    "check_validation",
+    "renamed",
+    "UNSET",
 ]
 
 logger = logging.getLogger("fastmf")
@@ -160,8 +210,10 @@ class ValidationMonitor:
         Clip predictions to the rating scale before scoring.
     """
 
-    def __init__(self, validation, mu: float, patience: int | None = None, min_delta: float = 1e-4, clip=None):
+    def __init__(self, validation, mu: float, patience: int | None = None, min_delta: float = 1e-4, clip=None,
+                 rmse=rmse_codes):
         self.validation = validation
+        self._rmse = rmse
         self.mu = float(mu)
         self.patience = patience
         self.min_delta = float(min_delta)
@@ -179,7 +231,7 @@ class ValidationMonitor:
 
     def rmse(self, P, Q, b=None, c=None) -> float:
         v = self.validation
-        return rmse_codes(v.users, v.items, self._ratings, P, Q, b, c, self.mu, self.clip)
+        return self._rmse(v.users, v.items, self._ratings, P, Q, b, c, self.mu, self.clip)
 
     def stop_message(self, unit: str = "iterations") -> str:
         """Why early stopping ended the run (for :class:`SolverResult`.message)."""
@@ -210,3 +262,214 @@ def finish_result(**fields: Any) -> SolverResult:
         status.converged or status in (Status.MAX_ITER, Status.MAX_TIME, Status.CALLBACK),
     )
     return SolverResult(**fields)
+
+
+def check_validation(validation, n_users: int, n_items: int) -> None:
+    """``validation`` must be a Ratings-like object in the training code space (shape ``(m, n)``)."""
+    if validation is None:
+        return
+    for attr in ("users", "items", "values", "n_users", "n_items"):
+        if not hasattr(validation, attr):
+            raise TypeError(f"validation must be a fastmf Ratings, got {type(validation).__name__}")
+    if (validation.n_users, validation.n_items) != (n_users, n_items):
+        raise ValueError(
+            f"validation has shape ({validation.n_users}, {validation.n_items}) but the training "
+            f"ratings have ({n_users}, {n_items}): build both in one code space "
+            "(e.g. with fastmf.data.splits or Ratings.subset)"
+        )
+
+
+@dataclass
+class RunOptions:
+    """The run interface every solver shares (validated by :meth:`check`).
+
+    ``max_iter`` counts iterations (ALS, Newton-CG), epochs (SGD) or sweeps (Gibbs).
+    """
+
+    max_iter: int
+    max_time: float | None = None
+    callbacks: Any = None
+    progress: bool = True
+    validation: Any = None
+    early_stopping: int | None = None
+    min_delta: float = 1e-4
+    clip: tuple | None = None
+    n_threads: int | None = None
+
+    def check(self, min_iter: int = 0) -> "RunOptions":
+        """Validate in place (``ValueError``/``TypeError`` naming the parameter); returns self."""
+        self.max_iter = check_positive_int(self.max_iter, "max_iter", minimum=min_iter)
+        if self.max_time is not None:
+            self.max_time = check_nonnegative_float(self.max_time, "max_time", strictly_positive=True)
+        if self.early_stopping is not None:
+            self.early_stopping = check_positive_int(self.early_stopping, "early_stopping")
+            if self.validation is None:
+                raise ValueError("early_stopping needs a validation set (validation=...)")
+        self.min_delta = check_nonnegative_float(self.min_delta, "min_delta")
+        if not isinstance(self.progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be a bool, got {self.progress!r}")
+        self.progress = bool(self.progress)
+        if not isinstance(self.callbacks, CallbackList):
+            self.callbacks = CallbackList(self.callbacks)
+        return self
+
+
+class IterativeSolver:
+    """Base of a solver driven by :func:`run_iterations` (hooks: see the module docstring).
+
+    Attributes set by the loop before ``setup``: ``options`` (:class:`RunOptions`),
+    ``n_threads`` (the effective thread count), ``clock`` (:class:`Stopwatch`),
+    ``history`` (list of :class:`IterationRecord`) and ``monitor`` (a
+    :class:`ValidationMonitor`, which ``setup`` may replace, or None without validation).
+    """
+
+    name = "solver"
+    #: the progress bar's label (default: ``name``)
+    desc = None
+    #: the word in the early-stopping message
+    unit = "iterations"
+    #: the ``mu`` and ``min_iter`` of the run (overridden by solvers)
+    mu = 0.0
+    min_iter = 0
+
+    def setup(self):
+        return None
+
+    def initial_record(self) -> dict | None:
+        return None
+
+    def check_start(self):
+        return None
+
+    def step(self, it: int) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def scored(self, fields: dict) -> bool:
+        return True
+
+    def params(self):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check_convergence(self, it: int, record: IterationRecord):
+        return None
+
+    def check_progress(self, it: int, record: IterationRecord):
+        return None
+
+    def restore_best(self, params: tuple, iteration: int) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def convergence_warning(self, status: Status, message: str) -> str | None:
+        return None
+
+    def max_iter_message(self) -> str:
+        return f"maximum number of iterations ({self.options.max_iter}) reached"
+
+    def postfix(self, record: IterationRecord) -> dict:
+        return {"loss": f"{record['loss']:.6g}"}
+
+    def finalize(self, status: Status, message: str) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def run_iterations(solver: IterativeSolver, options: RunOptions, *, stacklevel: int = 2) -> SolverResult:
+    """Run ``solver`` under ``options`` (thread count scoped to the call); see the module docstring.
+
+    ``stacklevel`` of the :class:`ConvergenceWarning` counts from the caller of this function.
+    """
+    with thread_limit(options.n_threads) as n_threads:
+        solver.options = options
+        solver.n_threads = n_threads
+        solver.clock = clock = Stopwatch()
+        solver.history = history = []
+        solver.monitor = None
+        if options.validation is not None:
+            solver.monitor = ValidationMonitor(options.validation, solver.mu, options.early_stopping,
+                                               options.min_delta, options.clip)
+        early = solver.setup()
+        it = 0
+        if early is None:
+            first = solver.initial_record()
+            if first is not None:
+                val_rmse = None
+                if solver.monitor is not None and solver.monitor.active:
+                    val_rmse, _ = solver.monitor.update(0, *solver.params())
+                history.append(IterationRecord(iteration=0, **first, val_rmse=val_rmse, elapsed=clock()))
+            early = solver.check_start()
+        if early is not None:
+            status, message = early
+            best_iteration = None
+        else:
+            status, message, it = _loop(solver, options, clock, history)
+            monitor = solver.monitor
+            best_iteration = monitor.best_iteration if monitor is not None and monitor.active else None
+            if status is Status.EARLY_STOPPING and monitor.best_params is not None:
+                solver.restore_best(monitor.best_params, monitor.best_iteration)
+            if status in (Status.MAX_ITER, Status.MAX_TIME):
+                text = solver.convergence_warning(status, message)
+                if text is not None:
+                    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel + 1)
+        fields = solver.finalize(status, message)
+        res = finish_result(nit=it, status=status, message=message, history=history,
+                            best_iteration=best_iteration, elapsed=clock(), **fields)
+    level = logging.WARNING if status < 0 else logging.INFO
+    logger.log(level, "%s: %s (nit=%d, loss=%.6g, %.2fs)", solver.name, message, it, res.fun, res.elapsed)
+    return res
+
+
+def _loop(solver: IterativeSolver, options: RunOptions, clock: Stopwatch, history: list):
+    """The iterations and the stop ladder; returns ``(status, message, iterations run)``."""
+    monitor = solver.monitor if solver.monitor is not None and solver.monitor.active else None
+    status, message = Status.MAX_ITER, solver.max_iter_message()
+    val_rmse = history[-1]["val_rmse"] if history else None
+    bar = make_progress(options.max_iter, options.progress, solver.desc or solver.name)
+    it = 0
+    try:
+        for it in range(1, options.max_iter + 1):
+            fields = solver.step(it)
+            es_stop = False
+            if "val_rmse" in fields:
+                val_rmse = fields.pop("val_rmse")
+            elif monitor is not None and solver.scored(fields):
+                val_rmse, es_stop = monitor.update(it, *solver.params())
+            rec = IterationRecord(iteration=it, **fields, val_rmse=val_rmse, elapsed=clock())
+            history.append(rec)
+            bar.update(1)
+            bar.set_postfix(**solver.postfix(rec), refresh=False)
+            stop_cb = options.callbacks(rec)
+            stop = solver.check_convergence(it, rec)
+            if stop is None and es_stop:
+                stop = Status.EARLY_STOPPING, monitor.stop_message(solver.unit)
+            if stop is None and stop_cb:
+                stop = Status.CALLBACK, "stopped by a callback"
+            if stop is None:
+                stop = solver.check_progress(it, rec)
+            if stop is None and options.max_time is not None and clock() >= options.max_time:
+                stop = Status.MAX_TIME, f"time limit max_time={options.max_time:g}s reached"
+            if stop is not None:
+                status, message = stop
+                break
+    finally:
+        bar.close()
+    return status, message, it
+
+
+#: Marks a deprecated keyword that was not given.
+UNSET = object()
+
+
+def renamed(owner: str, new_name: str, new_value, default, old_name: str, old_value):
+    """Resolve a renamed keyword: ``(value, name the caller used)``.
+
+    A given ``old_value`` warns (:class:`~fastmf.exceptions.FastMFDeprecationWarning`, removed in
+    the next release) and wins; given with a non-default new value it is a ``TypeError``.
+    """
+    from ..exceptions import FastMFDeprecationWarning
+
+    if old_value is UNSET:
+        return new_value, new_name
+    if new_value is not UNSET and new_value != default:
+        raise TypeError(f"{owner}: {old_name} is the deprecated name of {new_name}: give only {new_name}")
+    warnings.warn(f"{owner}: {old_name} is deprecated and will be removed in the next release; use {new_name}",
+                  FastMFDeprecationWarning, stacklevel=3)
+    return old_value, old_name

@@ -54,47 +54,22 @@ import logging
 import math
 from typing import Callable, Iterable
 
-import numba
 import numpy as np
 
 from .._packing import n_params, pack, unpack
-from .._threading import thread_limit
-from .._validation import (
-    check_dtype,
-    check_nonnegative_float,
-    check_positive_int,
-    check_random_state,
-)
+from .._validation import check_nonnegative_float, check_positive_int, check_random_state
+from ..backends.local import LocalBackend
 from ..initialization import initial_factors
-from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
 from ..kernels.predict import predict_codes
-from ._base import CallbackList, IterationRecord, SolverResult, Status, Stopwatch, finish_result, make_progress
-from .newton import _check_validation
+from ..problem import MFProblem
+from ._base import UNSET, IterativeSolver, RunOptions, SolverResult, check_validation, renamed, run_iterations
 
-__all__ = ["gibbs"]
+__all__ = ["gibbs", "Gibbs"]
 
 logger = logging.getLogger("fastmf")
 
 #: Rows are processed in this many fixed chunks (the chain does not depend on the threads).
 _N_CHUNKS = 64
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _sse_chunks(indptr, cols, vals, P, Q, b, c, mu, biases, chunks, out):
-    """``out[ch]`` = sum of squared residuals of the rows of chunk ``ch`` (float64)."""
-    k = P.shape[1]
-    for ch in numba.prange(chunks.shape[0] - 1):
-        s = 0.0
-        for row in range(chunks[ch], chunks[ch + 1]):
-            for j in range(indptr[row], indptr[row + 1]):
-                col = cols[j]
-                e = np.float64(vals[j]) - mu
-                if biases:
-                    e -= np.float64(b[row]) + np.float64(c[col])
-                for a in range(k):
-                    e -= np.float64(P[row, a]) * np.float64(Q[col, a])
-                s += e * e
-        out[ch] = s
 
 
 def _normal_gamma_draw(X: np.ndarray, rng: np.random.Generator, a0: float, b0: float, g0: float):
@@ -113,7 +88,7 @@ def gibbs(
     ratings,
     rank: int = 32,
     *,
-    n_samples: int = 200,
+    max_iter: int = 200,
     burn_in: int = 50,
     thin: int = 1,
     biases: bool = True,
@@ -132,6 +107,7 @@ def gibbs(
     progress: bool = True,
     mu: float | None = None,
     max_time: float | None = None,
+    n_samples=UNSET,
 ) -> SolverResult:
     r"""Sample the posterior of Bayesian biased MF; return the posterior-mean model.
 
@@ -143,9 +119,9 @@ def gibbs(
         Training ratings.
     rank : int
         Rank ``k`` of each draw (the returned model has rank ``S k``).
-    n_samples : int >= 1
-        Sweeps after the burn-in; every ``thin``-th of them is kept, so
-        ``S = ceil(n_samples / thin)`` draws are averaged.
+    max_iter : int >= 1
+        Sweeps after the burn-in (``n_samples`` is its deprecated name); every ``thin``-th
+        of them is kept, so ``S = ceil(max_iter / thin)`` draws are averaged.
     burn_in : int >= 0
         Sweeps discarded first.
     thin : int >= 1
@@ -198,38 +174,32 @@ def gibbs(
         A bad parameter (named), before any work; ``max_memory`` too small for
         the kept draws; a run stopped before any draw was kept.
     """
-    check_dtype(dtype)
-    dtype = np.dtype(dtype)
-    k = check_positive_int(rank, "rank")
-    n_samples = check_positive_int(n_samples, "n_samples")
-    burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
-    thin = check_positive_int(thin, "thin")
+    n_samples, iter_name = renamed("gibbs", "max_iter", max_iter, 200, "n_samples", n_samples)
     if not isinstance(biases, (bool, np.bool_)):
         raise TypeError(f"biases must be a bool, got {biases!r}")
-    biases = bool(biases)
-    a0 = check_nonnegative_float(prior_shape, "prior_shape", strictly_positive=True)
-    b0 = check_nonnegative_float(prior_rate, "prior_rate", strictly_positive=True)
-    g0 = check_nonnegative_float(prior_mean_precision, "prior_mean_precision", strictly_positive=True)
+    if mu is not None and not math.isfinite(float(mu)):
+        raise ValueError(f"mu must be finite, got {mu!r}")
+    # the prior precisions are sampled: no penalty, unit row weights
+    problem = MFProblem(rank=rank, biases=biases, reg=0.0, reg_weighting="uniform", mu=mu, dtype=dtype)
+    k, dtype = problem.rank, problem.dtype
+    n_samples = check_positive_int(n_samples, iter_name)
+    burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
+    thin = check_positive_int(thin, "thin")
+    hyper = tuple(check_nonnegative_float(v, name, strictly_positive=True) for v, name in (
+        (prior_shape, "prior_shape"), (prior_rate, "prior_rate"), (prior_mean_precision, "prior_mean_precision")))
     if noise_variance is not None:
         noise_variance = check_nonnegative_float(noise_variance, "noise_variance", strictly_positive=True)
     max_memory = check_nonnegative_float(max_memory, "max_memory", strictly_positive=True)
-    if max_time is not None:
-        max_time = check_nonnegative_float(max_time, "max_time", strictly_positive=True)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be a bool, got {progress!r}")
-    callback_list = CallbackList(callbacks)
+    run = RunOptions(max_iter=burn_in + n_samples, max_time=max_time, callbacks=callbacks, progress=progress,
+                     validation=validation, clip=clip, n_threads=n_threads).check(min_iter=1)
     for attr in ("user_indptr", "items", "values", "item_indptr", "item_users", "item_values"):
         if not hasattr(ratings, attr):
             raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
     if ratings.nnz == 0:
         raise ValueError("ratings are empty: nothing to fit")
-    _check_validation(validation, ratings)
+    check_validation(validation, ratings.n_users, ratings.n_items)
+    problem = problem.bind(ratings)
     m, n = ratings.n_users, ratings.n_items
-    if mu is None:
-        mu = float(ratings.global_mean) if biases else 0.0
-    elif not math.isfinite(float(mu)):
-        raise ValueError(f"mu must be finite, got {mu!r}")
-    mu = float(mu)
     n_kept = -(-n_samples // thin)
     need = float(n_kept) * k * (m + n) * dtype.itemsize
     if need > max_memory:
@@ -237,149 +207,138 @@ def gibbs(
             f"keeping {n_kept} draws of rank {k} for {m} users and {n} items needs {need / 2**30:.2f} GiB "
             f"> max_memory={max_memory / 2**30:.2f} GiB: raise thin, lower n_samples or rank, or raise max_memory"
         )
-    size = n_params(m, n, k, biases)
     rng = check_random_state(random_state)
+    x = _start(ratings, problem, x0, rng)
+    backend = LocalBackend(ratings, problem, n_chunks=_N_CHUNKS, cast_ratings=False)
+    solver = Gibbs(backend, x, rng, n_samples=n_samples, burn_in=burn_in, thin=thin, n_kept=n_kept,
+                   noise_variance=noise_variance, hyper=hyper)
+    return run_iterations(solver, run)
+
+
+def _start(ratings, problem, x0, rng):
+    k, biases, dtype, m, n = problem.rank, problem.biases, problem.dtype, problem.n_users, problem.n_items
     if x0 is None:
-        P0, Q0 = initial_factors(ratings, k, "random", 0.1, mu=mu, random_state=rng)
-        x = pack(P0, Q0, np.zeros(m) if biases else None, np.zeros(n) if biases else None, dtype=dtype)
-    else:
-        x = np.array(x0, dtype=dtype, copy=True)
-        if x.ndim != 1 or x.shape[0] != size:
-            raise ValueError(f"x0 must have shape ({size},) (rank {k}, biases={biases}), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("x0 contains NaN or inf")
-    with thread_limit(n_threads):
-        return _run_gibbs(ratings, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise_variance,
-                          (a0, b0, g0), validation, clip, callback_list, bool(progress), max_time)
+        P0, Q0 = initial_factors(ratings, k, "random", 0.1, mu=problem.mu, random_state=rng)
+        return pack(P0, Q0, np.zeros(m) if biases else None, np.zeros(n) if biases else None, dtype=dtype)
+    x = np.array(x0, dtype=dtype, copy=True)
+    if x.ndim != 1 or x.shape[0] != problem.n_params:
+        raise ValueError(f"x0 must have shape ({problem.n_params},) (rank {k}, biases={biases}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x0 contains NaN or inf")
+    return x
 
 
-def _run_gibbs(r, x, k, biases, mu, rng, n_samples, burn_in, thin, n_kept, noise_variance, hyper, validation,
-               clip, callback_list, progress, max_time) -> SolverResult:
-    clock = Stopwatch()
-    a0, b0, g0 = hyper
-    m, n = r.n_users, r.n_items
-    K = k + (1 if biases else 0)
-    P, Q, b, c = unpack(x, m, n, k, biases)
-    d = np.zeros(1, dtype=x.dtype)
-    b_ = b if biases else d
-    c_ = c if biases else d
-    uch = row_chunks(r.user_indptr, _N_CHUNKS)
-    ich = row_chunks(r.item_indptr, _N_CHUNKS)
-    nc = max(len(uch), len(ich)) - 1
-    A = np.empty((nc, K, K))
-    y = np.empty((nc, K))
-    fixed = np.zeros(nc, dtype=np.int64)
-    sse_parts = np.empty(len(uch) - 1)
-    ones_u = np.ones(m)
-    ones_i = np.ones(n)
-    N = r.nnz
-    # kept draws, stacked straight into the packed result: column block s of Pk holds draw s
-    # (scaled at the end), so the only copy is the one of a run stopped before n_kept draws
-    x_out = np.empty(n_params(m, n, n_kept * k, biases), dtype=x.dtype)
-    Pk, Qk, _, _ = unpack(x_out, m, n, n_kept * k, biases)
-    b_sum = np.zeros(m) if biases else None
-    c_sum = np.zeros(n) if biases else None
-    sig2_sum = 0.0
-    if validation is not None:
-        v_users = np.ascontiguousarray(validation.users)
-        v_items = np.ascontiguousarray(validation.items)
-        v_ratings = validation.values.astype(np.float64)
-        v_acc = np.zeros(v_ratings.shape[0])
+class Gibbs(IterativeSolver):
+    """Gibbs sweeps (module docstring) as hooks of :func:`~fastmf.solvers._base.run_iterations`.
 
-    def sse() -> float:
-        _sse_chunks(r.user_indptr, r.items, r.values, P, Q, b_, c_, mu, biases, uch, sse_parts)
-        return float(sse_parts.sum())
+    Validation is scored here (the running posterior mean), not by the loop's monitor.
+    """
 
-    def val_rmse(pred) -> float:
-        p = pred + mu
+    name = "gibbs"
+
+    def __init__(self, backend, x, rng, *, n_samples, burn_in, thin, n_kept, noise_variance, hyper):
+        self.backend, self.problem, self.x, self.rng = backend, backend.problem, x, rng
+        self.n_samples, self.burn_in, self.thin, self.n_kept = n_samples, burn_in, thin, n_kept
+        self.noise_variance, self.hyper = noise_variance, hyper
+        self.mu = self.problem.mu
+        self.sig2 = 1.0 if noise_variance is None else noise_variance
+        self.kept = 0
+        self.f = math.nan
+        self.sig2_sum = 0.0
+
+    def max_iter_message(self):
+        return f"{self.n_samples} sweeps after a burn-in of {self.burn_in} done"
+
+    def setup(self):
+        p = self.problem
+        m, n, k = p.n_users, p.n_items, p.rank
+        # kept draws, stacked straight into the packed result: column block s of Pk holds draw s
+        # (scaled at the end), so the only copy is the one of a run stopped before n_kept draws
+        self.x_out = np.empty(n_params(m, n, self.n_kept * k, p.biases), dtype=self.x.dtype)
+        self.Pk, self.Qk, _, _ = unpack(self.x_out, m, n, self.n_kept * k, p.biases)
+        self.b_sum = np.zeros(m) if p.biases else None
+        self.c_sum = np.zeros(n) if p.biases else None
+        v = self.options.validation
+        self.monitor = None
+        if v is not None:
+            self.v_users, self.v_items = np.ascontiguousarray(v.users), np.ascontiguousarray(v.items)
+            self.v_ratings = v.values.astype(np.float64)
+            self.v_acc = np.zeros(self.v_ratings.shape[0])
+
+    def _val_rmse(self, pred) -> float:
+        p = pred + self.mu
+        clip = self.options.clip
         if clip is not None:
             np.clip(p, clip[0], clip[1], out=p)
-        e = p - v_ratings
+        e = p - self.v_ratings
         return float(np.sqrt(np.dot(e, e) / max(e.shape[0], 1)))
 
-    def side(F, bias, indptr, cols, vals, other_F, other_b, chunks, ones, sig2):
+    def _side(self, side, F, bias):
+        a0, b0, g0 = self.hyper
+        k, K, sig2 = self.problem.rank, self.problem.block_size, self.sig2
         X = np.empty((F.shape[0], K))
         X[:, :k] = F
-        if biases:
+        if self.problem.biases:
             X[:, k] = bias
-        lam, mean = _normal_gamma_draw(X, rng, a0, b0, g0)
-        z = rng.standard_normal((F.shape[0], K))
-        ncs = len(chunks) - 1
-        als_solve_rows(indptr, cols, vals, other_F, other_b, mu, ones, sig2 * lam, sig2 * lam * mean, biases,
-                       chunks, PIVOT_RTOL, A[:ncs], y[:ncs], F, bias, fixed[:ncs], z, math.sqrt(sig2))
+        lam, mean = _normal_gamma_draw(X, self.rng, a0, b0, g0)
+        z = self.rng.standard_normal((F.shape[0], K))
+        self.backend.solve_rows(side, self.x, sig2 * lam, sig2 * lam * mean, weights=False, noise=z,
+                                noise_sd=math.sqrt(sig2))
 
-    sig2 = 1.0 if noise_variance is None else noise_variance
-    history: list[IterationRecord] = []
-    total = burn_in + n_samples
-    bar = make_progress(total, progress, "gibbs")
-    status, message = Status.MAX_ITER, f"{n_samples} sweeps after a burn-in of {burn_in} done"
-    kept = 0
-    it = 0
-    f = math.nan
-    try:
-        for it in range(1, total + 1):
-            if noise_variance is None:
-                s = sse()
-                sig2 = 0.5 * (b0 + s) / rng.gamma(0.5 * (a0 + N))
-            side(P, b_, r.user_indptr, r.items, r.values, Q, c_, uch, ones_u, sig2)
-            side(Q, c_, r.item_indptr, r.item_users, r.item_values, P, b_, ich, ones_i, sig2)
-            f = 0.5 * sse()
-            if not (math.isfinite(f) and math.isfinite(sig2)):
-                status, message = Status.DIVERGED, f"non-finite draw at sweep {it}: the chain diverged"
-                break
-            keep = it > burn_in and (it - burn_in - 1) % thin == 0
-            vr = None
-            if keep:
-                Pk[:, kept * k:(kept + 1) * k] = P
-                Qk[:, kept * k:(kept + 1) * k] = Q
-                if biases:
-                    b_sum += b
-                    c_sum += c
-                sig2_sum += sig2
-                kept += 1
-                if validation is not None:
-                    v_acc += predict_codes(v_users, v_items, P, Q, b, c)
-                    vr = val_rmse(v_acc / kept)
-            elif validation is not None:
-                vr = val_rmse(predict_codes(v_users, v_items, P, Q, b, c))
-            rec = IterationRecord(iteration=it, loss=f, noise_variance=sig2, kept=kept, val_rmse=vr,
-                                  elapsed=clock())
-            history.append(rec)
-            logger.debug("gibbs sweep %d: sse/2=%.8g sigma2=%.5g kept=%d val_rmse=%s", it, f, sig2, kept, vr)
-            bar.update(1)
-            bar.set_postfix(sigma2=f"{sig2:.4g}", refresh=False)
-            if callback_list(rec):
-                status, message = Status.CALLBACK, "stopped by a callback"
-                break
-            if max_time is not None and clock() >= max_time:
-                status, message = Status.MAX_TIME, f"time limit max_time={max_time:g}s reached"
-                break
-    finally:
-        bar.close()
-    if status is Status.DIVERGED:
-        raise FloatingPointError(
-            f"gibbs: {message}; the data may hold extreme values: check the ratings, or fix noise_variance"
-        )
-    if kept == 0:
-        raise ValueError(
-            f"gibbs: {message} after {it} sweeps, before any draw was kept (burn_in={burn_in}): "
-            "allow more time or lower burn_in"
-        )
-    if kept < n_kept:  # stopped early: repack the kept columns
-        x_out = pack(Pk[:, :kept * k], Qk[:, :kept * k], b_sum, c_sum, dtype=x.dtype)
-    Pk, Qk, bk, ck = unpack(x_out, m, n, kept * k, biases)
-    scale = x.dtype.type(1.0 / math.sqrt(kept))
-    Pk *= scale
-    Qk *= scale
-    if biases:
-        bk[:] = b_sum / kept
-        ck[:] = c_sum / kept
-    xs = x_out
-    res = finish_result(
-        x=xs, fun=f, grad_norm=math.nan, nit=it, status=status, message=message, history=history,
-        best_iteration=None, elapsed=clock(), mu=mu, rank=kept * k, sample_rank=k, n_kept=kept,
-        biases=biases, noise_variance=sig2_sum / kept, nfev=0, njev=0, nhessp=0, n_cg=0,
-    )
-    logger.info("gibbs: %s (%d sweeps, %d draws kept, sigma2=%.4g, %.2fs)", message, it, kept,
-                res.noise_variance, res.elapsed)
-    return res
+    def step(self, it):
+        a0, b0, _ = self.hyper
+        P, Q, b, c = self.problem.unpack(self.x)
+        if self.noise_variance is None:
+            s = self.backend.sse(self.x)
+            self.sig2 = 0.5 * (b0 + s) / self.rng.gamma(0.5 * (a0 + self.backend.ratings.nnz))
+        self._side("users", P, b)
+        self._side("items", Q, c)
+        f = self.f = 0.5 * self.backend.sse(self.x)
+        if not (math.isfinite(f) and math.isfinite(self.sig2)):
+            raise FloatingPointError(f"gibbs: non-finite draw at sweep {it}: the chain diverged; the data may hold "
+                                     "extreme values: check the ratings, or fix noise_variance")
+        keep = it > self.burn_in and (it - self.burn_in - 1) % self.thin == 0
+        vr = self._keep(P, Q, b, c) if keep else None
+        if not keep and self.options.validation is not None:
+            vr = self._val_rmse(predict_codes(self.v_users, self.v_items, P, Q, b, c))
+        logger.debug("gibbs sweep %d: sse/2=%.8g sigma2=%.5g kept=%d val_rmse=%s", it, f, self.sig2, self.kept, vr)
+        return dict(loss=f, noise_variance=self.sig2, kept=self.kept, val_rmse=vr)
+
+    def _keep(self, P, Q, b, c):
+        """Store the current draw; the validation RMSE of the running mean (or None)."""
+        k, kept = self.problem.rank, self.kept
+        self.Pk[:, kept * k:(kept + 1) * k] = P
+        self.Qk[:, kept * k:(kept + 1) * k] = Q
+        if self.problem.biases:
+            self.b_sum += b
+            self.c_sum += c
+        self.sig2_sum += self.sig2
+        self.kept = kept = kept + 1
+        if self.options.validation is None:
+            return None
+        self.v_acc += predict_codes(self.v_users, self.v_items, P, Q, b, c)
+        return self._val_rmse(self.v_acc / kept)
+
+    def postfix(self, rec):
+        return dict(sigma2=f"{rec['noise_variance']:.4g}")
+
+    def finalize(self, status, message):
+        p, kept, x = self.problem, self.kept, self.x
+        m, n, k = p.n_users, p.n_items, p.rank
+        if kept == 0:
+            raise ValueError(
+                f"gibbs: {message} after {len(self.history)} sweeps, before any draw was kept "
+                f"(burn_in={self.burn_in}): allow more time or lower burn_in"
+            )
+        x_out = self.x_out
+        if kept < self.n_kept:  # stopped early: repack the kept columns
+            x_out = pack(self.Pk[:, :kept * k], self.Qk[:, :kept * k], self.b_sum, self.c_sum, dtype=x.dtype)
+        Pk, Qk, bk, ck = unpack(x_out, m, n, kept * k, p.biases)
+        scale = x.dtype.type(1.0 / math.sqrt(kept))
+        Pk *= scale
+        Qk *= scale
+        if p.biases:
+            bk[:] = self.b_sum / kept
+            ck[:] = self.c_sum / kept
+        return dict(x=x_out, fun=self.f, grad_norm=math.nan, mu=p.mu, rank=kept * k, sample_rank=k, n_kept=kept,
+                    biases=p.biases, noise_variance=self.sig2_sum / kept, nfev=0, njev=0, nhessp=0, n_cg=0)

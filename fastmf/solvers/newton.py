@@ -69,46 +69,29 @@ message naming the smallest :math:`\lambda` that bounds it.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .._packing import pack
-from .._threading import thread_limit
-from .._weights import describe_weighting, reg_exponent, row_weights
 from .._validation import check_choice, check_nonnegative_float, check_positive_int
-from ._base import (
-    CallbackList,
-    IterationRecord,
-    SolverResult,
-    Status,
-    Stopwatch,
-    ValidationMonitor,
-    finish_result,
-    make_progress,
-)
-from .preconditioners import (
-    DEFAULT_MAX_BLOCK_MEMORY,
-    PRECONDITIONERS,
-    ProblemStructure,
-    make_preconditioner,
-)
-from .steihaug import CGStatus, dot64, steihaug_cg
+from .._weights import describe_weighting, reg_exponent, row_weights
+from ..backends.local import make_local_backend
+from ..exceptions import ConvergenceWarning
+from ..kernels.reductions import dot64
+from ._base import UNSET, IterativeSolver, RunOptions, SolverResult, Status, check_validation, renamed, run_iterations
+from .preconditioners import DEFAULT_MAX_BLOCK_MEMORY, PRECONDITIONERS
+from .steihaug import steihaug_cg
 
-__all__ = ["ConvergenceWarning", "newton_cg", "fit_newton_cg", "sign_loss_bound"]
+__all__ = ["ConvergenceWarning", "newton_cg", "sign_loss_bound", "NewtonCG"]
 
 logger = logging.getLogger("fastmf")
-
-
-class ConvergenceWarning(UserWarning):
-    """A solver stopped (iteration or time limit) before meeting its tolerance."""
 
 
 HESSIANS = ("gauss-newton", "exact")
@@ -155,40 +138,6 @@ def _check_optional_positive(value, name):
     if value is None:
         return None
     return check_nonnegative_float(value, name, strictly_positive=True)
-
-
-def _resolve_hessp(objective, hessian):
-    """Return (hessp(x, v) callable, hessian name)."""
-    own = getattr(objective, "hessian", None)
-    if hessian is None:
-        return objective.hessp, (own if own is not None else "objective's")
-    check_choice(hessian, "hessian", set(HESSIANS))
-    if own == hessian:
-        return objective.hessp, hessian
-    try:
-        params = inspect.signature(objective.hessp).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        params = {}
-    if "hessian" in params:
-        return (lambda x, v: objective.hessp(x, v, hessian=hessian)), hessian
-    raise ValueError(
-        f"hessian={hessian!r} differs from the objective's hessian={own!r} and its hessp "
-        f"takes no 'hessian' argument: build the objective with hessian={hessian!r}"
-    )
-
-
-def _check_validation(validation, structure):
-    if validation is None:
-        return
-    for attr in ("users", "items", "values", "n_users", "n_items"):
-        if not hasattr(validation, attr):
-            raise TypeError(f"validation must be a Ratings, got {type(validation).__name__}")
-    if structure is not None and (validation.n_users, validation.n_items) != (structure.n_users, structure.n_items):
-        raise ValueError(
-            f"validation has shape ({validation.n_users}, {validation.n_items}) but the training "
-            f"ratings have ({structure.n_users}, {structure.n_items}): build both in one code space "
-            "(e.g. with fastmf.data.splits)"
-        )
 
 
 def _norm(v: np.ndarray) -> float:
@@ -245,7 +194,7 @@ def newton_cg(
     objective,
     x0: np.ndarray | None = None,
     *,
-    gtol: float = 1e-5,
+    tol: float = 1e-5,
     ftol: float | None = None,
     max_iter: int = 100,
     max_time: float | None = None,
@@ -268,6 +217,7 @@ def newton_cg(
     n_threads: int | None = None,
     max_block_memory: int = DEFAULT_MAX_BLOCK_MEMORY,
     check_bounded: bool = True,
+    gtol=UNSET,
 ) -> SolverResult:
     r"""Minimise an MF objective by trust-region Newton-CG (see the module docstring).
 
@@ -280,8 +230,9 @@ def newton_cg(
     x0 : ndarray, optional
         Packed starting point ``[P, Q, b, c]`` (not modified); default
         ``objective.x0(random_state)``.
-    gtol : float
-        Relative gradient tolerance: stop when :math:`\|g\| \le \mathrm{gtol}\,\|g_0\|`.
+    tol : float
+        Relative gradient tolerance: stop when :math:`\|g\| \le \mathrm{tol}\,\|g_0\|`
+        (``gtol`` in the module docstring; ``gtol=`` is its deprecated name).
     ftol : float, optional
         Relative loss-decrease tolerance of an accepted step; default ``1e-10`` for
         float64 objectives and ``1e-7`` for float32 ones (whose loss cannot resolve
@@ -289,7 +240,7 @@ def newton_cg(
     max_iter : int
         Outer iterations (accepted or rejected steps).
     max_time : float, optional
-        Wall-clock limit in seconds, checked after each iteration.
+        Wall-clock limit in seconds, checked after each iteration (shared run interface).
     preconditioner : {"jacobi", "block-jacobi", "none"}
         Default ``"jacobi"``: measured fastest in wall-clock time (``bench/solver_curves.py``;
         ml-latest-small and ML-10M-shaped synthetic data, rank 32: with the exact Hessian it
@@ -320,18 +271,9 @@ def newton_cg(
     backtrack : int
         Loss evaluations along a step that fails the ratio test before rejecting it
         (module docstring, step 4); ``0`` rejects at once (classic trust region).
-    validation : Ratings, optional
-        Held-out ratings in the training code space; RMSE recorded per iteration.
-    early_stopping : int, optional
-        Patience (accepted iterations without an improvement of ``min_delta`` in
-        validation RMSE); needs ``validation``.
-    min_delta : float
-    clip : (low, high), optional
-        Clip predictions before scoring the validation set.
-    callbacks : callable or list of callables
-        Called with each iteration's :class:`IterationRecord`; ``True`` stops the run.
-    progress : bool
-        Show a tqdm progress bar.
+    validation, early_stopping, min_delta, clip, callbacks, progress
+        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping`` counts
+        accepted iterations.
     random_state : None, int or Generator
         Seed of the default starting point.
     n_threads : int, optional
@@ -363,15 +305,43 @@ def newton_cg(
     ConvergenceWarning
         When ``max_iter`` or ``max_time`` ends the run before ``gtol``/``ftol``.
     """
-    # ---------------------------------------------------------------- validation
+    tol, tol_name = renamed("newton_cg", "tol", tol, 1e-5, "gtol", gtol)
+    return run_iterations(*_make_solver(**locals()))
+
+
+def _make_solver(*, objective, x0, tol, tol_name, gtol, ftol, max_iter, max_time, preconditioner, hessian,
+                 initial_radius, max_radius, eta, cg_tol, forcing, max_cg, backtrack, validation, early_stopping,
+                 min_delta, clip, callbacks, progress, random_state, n_threads, max_block_memory, check_bounded):
+    """Validate :func:`newton_cg`'s arguments (before any work); return ``(NewtonCG solver, RunOptions)``."""
     for meth in ("fun", "jac", "hessp"):
         if not callable(getattr(objective, meth, None)):
             raise TypeError(f"objective must have a callable {meth}(), got {type(objective).__name__}")
-    gtol = check_nonnegative_float(gtol, "gtol")
+    opts = _check_options(tol=tol, tol_name=tol_name, ftol=ftol, preconditioner=preconditioner,
+                          initial_radius=initial_radius, max_radius=max_radius, eta=eta, cg_tol=cg_tol,
+                          max_cg=max_cg, forcing=forcing, backtrack=backtrack, max_block_memory=max_block_memory)
+    run = RunOptions(max_iter=max_iter, max_time=max_time, callbacks=callbacks, progress=progress,
+                     validation=validation, early_stopping=early_stopping, min_delta=min_delta, clip=clip,
+                     n_threads=n_threads).check(min_iter=0)
+    backend = make_local_backend(objective)
+    problem = backend.problem
+    hessian_name = _check_hessian(objective, problem, hessian)
+    if validation is not None and problem is None:
+        raise TypeError("validation needs an MFObjective-like objective (rank, biases, mu)")
+    if problem is not None:
+        check_validation(validation, problem.n_users, problem.n_items)
+    x = _start(objective, problem, x0, random_state)
+    if opts["ftol"] is None:
+        opts["ftol"] = 1e-7 if x.dtype == np.float32 else 1e-10
+    solver = NewtonCG(backend, x, hessian_name, check_bounded=check_bounded, **opts)
+    return solver, run
+
+
+def _check_options(*, tol, tol_name, ftol, preconditioner, initial_radius, max_radius, eta, cg_tol, max_cg,
+                   forcing, backtrack, max_block_memory) -> dict:
+    """Validate newton_cg's own options (ValueError/TypeError naming the parameter)."""
+    tol = check_nonnegative_float(tol, tol_name)
     if ftol is not None:
         ftol = check_nonnegative_float(ftol, "ftol")
-    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
-    max_time = _check_optional_positive(max_time, "max_time")
     check_choice(preconditioner, "preconditioner", set(PRECONDITIONERS))
     initial_radius = _check_optional_positive(initial_radius, "initial_radius")
     max_radius = _check_optional_positive(max_radius, "max_radius")
@@ -387,287 +357,249 @@ def newton_cg(
     max_cg = check_positive_int(max_cg, "max_cg")
     check_choice(forcing, "forcing", set(FORCING_RULES))
     backtrack = check_positive_int(backtrack, "backtrack", minimum=0)
-    if early_stopping is not None:
-        early_stopping = check_positive_int(early_stopping, "early_stopping")
-        if validation is None:
-            raise ValueError("early_stopping needs a validation set")
-    min_delta = check_nonnegative_float(min_delta, "min_delta")
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be a bool, got {progress!r}")
     if not isinstance(max_block_memory, numbers.Integral) or max_block_memory <= 0:
         raise ValueError(f"max_block_memory must be a positive integer of bytes, got {max_block_memory!r}")
-    callback_list = CallbackList(callbacks)
-    hessp, hessian_name = _resolve_hessp(objective, hessian)
+    return dict(gtol=tol, ftol=ftol, preconditioner=preconditioner, initial_radius=initial_radius,
+                max_radius=math.inf if max_radius is None else max_radius, eta=eta, cg_tol=cg_tol, max_cg=max_cg,
+                forcing_rule=forcing, backtrack=backtrack, max_block_memory=int(max_block_memory))
 
-    structure = None
-    if preconditioner != "none" or (check_bounded and getattr(objective, "loss", "squared") == "sign") or (
-        validation is not None
-    ):
-        structure = ProblemStructure.from_objective(objective) if hasattr(objective, "ratings") else None
-        if structure is None and preconditioner != "none":
-            raise TypeError(
-                f"preconditioner={preconditioner!r} needs an MFObjective-like objective exposing "
-                "ratings, rank, biases, reg; use preconditioner='none' for a generic objective"
+
+def _check_hessian(objective, problem, hessian) -> str:
+    """The Hessian the run uses: the objective's (only an MFObjective declares one)."""
+    own = objective.hessian if problem is not None else None
+    if hessian is not None:
+        check_choice(hessian, "hessian", set(HESSIANS))
+        if own != hessian:
+            raise ValueError(
+                f"hessian={hessian!r} differs from the objective's hessian={own!r}: "
+                f"build the objective with hessian={hessian!r}"
             )
-    loss_name = getattr(objective, "loss", "squared")
-    if loss_name == "sign" and hessian_name == "gauss-newton":
-        raise ValueError("the sign loss is bilinear: its Gauss-Newton matrix is only the regulariser; use hessian='exact'")
-    _check_validation(validation, structure)
-    if validation is not None and structure is None:
-        raise TypeError("validation needs an MFObjective-like objective (rank, biases, mu)")
+    if problem is not None and problem.loss == "sign" and own == "gauss-newton":
+        raise ValueError("the sign loss is bilinear: its Gauss-Newton matrix is only the regulariser; "
+                         "use hessian='exact'")
+    return own if own is not None else "objective's"
 
-    dtype = np.dtype(getattr(objective, "dtype", np.float64))
+
+def _start(objective, problem, x0, random_state) -> np.ndarray:
+    """A private copy of the starting point in the problem's dtype (checked)."""
+    dtype = problem.dtype if problem is not None else np.dtype(np.float64)
     if x0 is None:
         if not callable(getattr(objective, "x0", None)):
             raise TypeError("x0 is None and the objective has no x0(random_state) method")
-        x = np.array(objective.x0(random_state), dtype=dtype, copy=True)
-    else:
-        x = np.array(x0, dtype=dtype, copy=True)
-        if x.ndim != 1:
-            raise ValueError(f"x0 must be 1-D, got shape {x.shape}")
-        n_expected = getattr(objective, "n_params", None)
-        if n_expected is not None and x.shape[0] != n_expected:
-            raise ValueError(f"x0 has length {x.shape[0]}, the objective has {n_expected} parameters")
-        if not np.isfinite(x).all():
-            raise ValueError("x0 contains NaN or inf")
-    if ftol is None:
-        ftol = 1e-7 if dtype == np.float32 else 1e-10
-    max_radius_v = math.inf if max_radius is None else max_radius
-
-    mu = float(getattr(objective, "mu", 0.0))
-    rank = getattr(objective, "rank", None)
-    biases = getattr(objective, "biases", None)
-    extra = dict(mu=mu, rank=rank, biases=biases, preconditioner=preconditioner, hessian=hessian_name)
-
-    with thread_limit(n_threads) as n_thr:
-        return _run(
-            objective, x, hessp, structure, validation, callback_list, extra,
-            gtol=gtol, ftol=ftol, max_iter=max_iter, max_time=max_time, preconditioner=preconditioner,
-            initial_radius=initial_radius, max_radius=max_radius_v, eta=eta, cg_tol=cg_tol,
-            max_cg=max_cg, forcing_rule=forcing, backtrack=backtrack, early_stopping=early_stopping, min_delta=min_delta, clip=clip,
-            progress=bool(progress), n_threads=n_thr, max_block_memory=int(max_block_memory),
-            check_bounded=check_bounded and loss_name == "sign",
-        )
+        return np.array(objective.x0(random_state), dtype=dtype, copy=True)
+    x = np.array(x0, dtype=dtype, copy=True)
+    if x.ndim != 1:
+        raise ValueError(f"x0 must be 1-D, got shape {x.shape}")
+    if problem is not None and x.shape[0] != problem.n_params:
+        raise ValueError(f"x0 has length {x.shape[0]}, the objective has {problem.n_params} parameters")
+    if not np.isfinite(x).all():
+        raise ValueError("x0 contains NaN or inf")
+    return x
 
 
-def _run(objective, x, hessp, structure, validation, callback_list, extra, *, gtol, ftol, max_iter,
-         max_time, preconditioner, initial_radius, max_radius, eta, cg_tol, max_cg, forcing_rule, backtrack, early_stopping,
-         min_delta, clip, progress, n_threads, max_block_memory, check_bounded) -> SolverResult:
-    clock = Stopwatch()
-    counts = dict(nfev=0, njev=0, nhessp=0, n_cg=0)
-    history: list[IterationRecord] = []
+class NewtonCG(IterativeSolver):
+    """The trust-region Newton-CG iteration (module docstring) as hooks of :func:`run_iterations`."""
 
-    def result(status: Status, message: str, x, f, gnorm, nit, best_iteration=None, n_rejected=0,
-               n_backtracks=0):
-        res = finish_result(
-            x=x, fun=float(f), grad_norm=float(gnorm), nit=nit, status=status, message=message,
-            history=history, best_iteration=best_iteration, elapsed=clock(), n_rejected=n_rejected,
-            n_backtracks=n_backtracks,
-            **counts, **extra,
-        )
-        level = logging.WARNING if status < 0 else logging.INFO
-        logger.log(level, "newton_cg: %s (nit=%d, loss=%.6g, |g|=%.3g, n_cg=%d, %.2fs)",
-                   message, nit, res.fun, res.grad_norm, counts["n_cg"], res.elapsed)
-        return res
+    name = "newton_cg"
 
-    # ---- sign loss: bounded below?
-    if check_bounded and structure is not None:
-        bound = sign_loss_bound(structure.ratings, structure.reg_weighting)
-        if structure.reg < bound:
-            msg = (
-                f"the sign loss is unbounded below because reg={structure.reg:g} < "
-                f"sigma_max(S)={bound:.6g} (largest singular value of the "
-                f"{'' if reg_exponent(structure.reg_weighting) == 0 else describe_weighting(structure.reg_weighting) + '-weighted '}sign matrix); "
-                f"use reg >= {bound:.6g}"
-            )
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
-            f = objective.fun(x)
-            counts["nfev"] += 1
-            return result(Status.UNBOUNDED, msg, x, f, math.nan, 0)
+    def __init__(self, backend, x, hessian, *, gtol, ftol, preconditioner, initial_radius, max_radius, eta,
+                 cg_tol, max_cg, forcing_rule, backtrack, max_block_memory, check_bounded):
+        self.backend, self.problem, self.x, self.hessian = backend, backend.problem, x, hessian
+        self.gtol, self.ftol, self.eta, self.cg_tol, self.max_cg = gtol, ftol, eta, cg_tol, max_cg
+        self.preconditioner_name, self.max_block_memory = preconditioner, max_block_memory
+        self.initial_radius, self.max_radius = initial_radius, max_radius
+        self.forcing_rule, self.backtrack = forcing_rule, backtrack
+        self.check_bounded = check_bounded and self.problem is not None and self.problem.loss == "sign"
+        self.mu = self.problem.mu if self.problem is not None else 0.0
+        self.counts = dict(nfev=0, njev=0, nhessp=0, n_cg=0)
+        self.n_rejected = self.n_backtracks = 0
+        self.ew_eta = 0.5
+        self.f = math.nan
+        self.gnorm = math.nan
 
-    f = float(objective.fun(x))
-    g = np.asarray(objective.jac(x), dtype=x.dtype)
-    counts["nfev"] += 1
-    counts["njev"] += 1
-    gnorm = g0norm = _norm(g)
-    if not (math.isfinite(f) and math.isfinite(gnorm)):
-        return result(Status.DIVERGED, "non-finite loss or gradient at the starting point", x, f, gnorm, 0)
+    # ---- evaluations (counted)
+    def _fun(self, x) -> float:
+        self.counts["nfev"] += 1
+        return float(self.backend.loss(x))
 
-    prec = make_preconditioner(preconditioner, structure, n_threads, max_block_memory)
-    prec.update(x)
-    precondition = None if prec.is_identity else prec.apply
+    def _grad(self, x) -> np.ndarray:
+        self.counts["njev"] += 1
+        return np.asarray(self.backend.gradient(x), dtype=x.dtype)
 
-    monitor = ValidationMonitor(validation, extra["mu"], early_stopping, min_delta, clip)
-    val_rmse = None
-    if monitor.active:
-        val_rmse, _ = monitor.update(0, *structure.unpack(x))
+    def _Bv(self, v):
+        self.counts["nhessp"] += 1
+        return np.asarray(self.backend.hessp(self.x, v), dtype=self.x.dtype)
 
-    if initial_radius is None:
-        Mg = g if precondition is None else precondition(g)
-        radius = math.sqrt(max(dot64(g, Mg), 0.0))
-        if not radius > 0:
-            radius = 1.0
-        radius = min(radius, max_radius)
-    else:
-        radius = initial_radius
-    history.append(IterationRecord(
-        iteration=0, loss=f, grad_norm=gnorm, n_cg=0, cg_status=None, radius=radius, step_norm=0.0,
-        rho=None, accepted=True, step_scale=1.0, backtracks=0, val_rmse=val_rmse, elapsed=clock(),
-    ))
-    logger.debug("newton_cg start: loss=%.8g |g|=%.4g radius=%.4g preconditioner=%s", f, gnorm, radius, prec.name)
+    def params(self):
+        return self.problem.unpack(self.x)
 
-    if gnorm <= gtol * g0norm or gnorm == 0.0:
-        return result(Status.GTOL, "gradient norm below gtol at the starting point", x, f, gnorm, 0)
+    def setup(self):
+        x = self.x
+        if self.check_bounded:
+            early = self._check_bounded()
+            if early is not None:
+                return early
+        self.f = self._fun(x)
+        self.g = self._grad(x)
+        self.gnorm = self.g0norm = _norm(self.g)
+        if not (math.isfinite(self.f) and math.isfinite(self.gnorm)):
+            return Status.DIVERGED, "non-finite loss or gradient at the starting point"
+        self.prec = self.backend.preconditioner(self.preconditioner_name, self.max_block_memory, self.n_threads)
+        self.prec.update(x)
+        self.precondition = None if self.prec.is_identity else self.prec.apply
+        if self.initial_radius is None:
+            Mg = self.g if self.precondition is None else self.precondition(self.g)
+            radius = math.sqrt(max(dot64(self.g, Mg), 0.0))
+            self.radius = min(radius if radius > 0 else 1.0, self.max_radius)
+        else:
+            self.radius = self.initial_radius
+        self.desc = f"newton-cg[{self.prec.name}]"
+        return None
 
-    bar = make_progress(max_iter, progress, f"newton-cg[{prec.name}]")
-    status = Status.MAX_ITER
-    message = f"maximum number of iterations ({max_iter}) reached"
-    n_rejected = 0
-    n_backtracks = 0
-    ew_eta = 0.5
-    it = 0
-    try:
-        for it in range(1, max_iter + 1):
-            if cg_tol is not None:
-                forcing = cg_tol
-            elif forcing_rule == "eisenstat-walker":
-                forcing = ew_eta
-            else:
-                forcing = min(0.5, math.sqrt(gnorm / g0norm))
-            # never ask CG for more than the stopping test needs: once the model gradient is
-            # below gtol·‖g0‖/2 the new point very likely satisfies ‖g‖ <= gtol·‖g0‖
-            cg_abs_tol = max(forcing * gnorm, 0.5 * gtol * g0norm)
+    def _check_bounded(self):
+        p = self.problem
+        bound = self.backend.sign_loss_bound()
+        if not p.reg < bound:
+            return None
+        weighted = "" if reg_exponent(p.reg_weighting) == 0 else describe_weighting(p.reg_weighting) + "-weighted "
+        msg = (f"the sign loss is unbounded below because reg={p.reg:g} < sigma_max(S)={bound:.6g} (largest "
+               f"singular value of the {weighted}sign matrix); use reg >= {bound:.6g}")
+        warnings.warn(msg, RuntimeWarning, stacklevel=5)
+        self.f = self._fun(self.x)
+        return Status.UNBOUNDED, msg
 
-            def Bv(v, x=x):
-                counts["nhessp"] += 1
-                return np.asarray(hessp(x, v), dtype=x.dtype)
+    def initial_record(self):
+        logger.debug("newton_cg start: loss=%.8g |g|=%.4g radius=%.4g preconditioner=%s", self.f, self.gnorm,
+                     self.radius, self.prec.name)
+        return dict(loss=self.f, grad_norm=self.gnorm, n_cg=0, cg_status=None, radius=self.radius, step_norm=0.0,
+                    rho=None, accepted=True, step_scale=1.0, backtracks=0)
 
-            sub = steihaug_cg(g, Bv, radius, tol=cg_abs_tol, max_iter=max_cg, precondition=precondition)
-            counts["n_cg"] += sub.n_iter
-            predicted = -sub.model_change
-            x_new = x + sub.step
-            f_new = float(objective.fun(x_new))
-            counts["nfev"] += 1
-            rho = _ratio(f, f_new, predicted)
-            accepted = rho > eta
-            unchanged = np.array_equal(x_new, x)
-            alpha = 1.0
-            n_back = 0
-            if accepted:
-                if rho < 0.25:
-                    radius = 0.25 * radius
-                elif rho > 0.75 and sub.hits_boundary:
-                    radius = min(2.0 * radius, max_radius)
-            elif backtrack > 0 and not unchanged:
-                # Nocedal-Yuan: keep the CG direction, backtrack along it instead of discarding it
-                gs = dot64(g, sub.step)
-                sBs = 2.0 * (sub.model_change - gs)
-                alpha, f_new, n_back, x_new, rho_bt = _backtrack(
-                    objective, x, sub.step, f, f_new, gs, sBs, eta, backtrack)
-                counts["nfev"] += n_back
-                if x_new is not None:
-                    accepted = True
-                    rho = rho_bt
-                    radius = min(alpha * sub.step_norm_m, max_radius)
-                else:
-                    radius = 0.25 * alpha * sub.step_norm_m
-            else:
+    def check_start(self):
+        if self.gnorm <= self.gtol * self.g0norm or self.gnorm == 0.0:
+            return Status.GTOL, "gradient norm below gtol at the starting point"
+        return None
+
+    def _forcing(self) -> float:
+        if self.cg_tol is not None:
+            return self.cg_tol
+        if self.forcing_rule == "eisenstat-walker":
+            return self.ew_eta
+        return min(0.5, math.sqrt(self.gnorm / self.g0norm))
+
+    def step(self, it):
+        x, f, g, radius = self.x, self.f, self.g, self.radius
+        # never ask CG for more than the stopping test needs: once the model gradient is
+        # below gtol·‖g0‖/2 the new point very likely satisfies ‖g‖ <= gtol·‖g0‖
+        cg_abs_tol = max(self._forcing() * self.gnorm, 0.5 * self.gtol * self.g0norm)
+        sub = steihaug_cg(g, self._Bv, radius, tol=cg_abs_tol, max_iter=self.max_cg, precondition=self.precondition)
+        self.counts["n_cg"] += sub.n_iter
+        x_new = x + sub.step
+        f_new = self._fun(x_new)
+        rho = _ratio(f, f_new, -sub.model_change)
+        accepted = rho > self.eta
+        self.unchanged = np.array_equal(x_new, x)
+        alpha, n_back = 1.0, 0
+        if accepted:
+            if rho < 0.25:
                 radius = 0.25 * radius
-            if not accepted and not radius > 0:
-                radius = 0.25 * sub.step_norm_m if sub.step_norm_m > 0 else 0.0
-            n_backtracks += n_back
-            if accepted:
-                f_prev = f
-                x = x_new
-                f = f_new
-                g = np.asarray(objective.jac(x), dtype=x.dtype)
-                counts["njev"] += 1
-                gnorm_prev = gnorm
-                gnorm = _norm(g)
-                if alpha == 1.0:
-                    # Eisenstat-Walker choice 1: how well the model predicted the new gradient
-                    eta_new = abs(gnorm - sub.residual_norm) / gnorm_prev
-                    safe = ew_eta ** ((1 + math.sqrt(5)) / 2)
-                    if safe > 0.1:
-                        eta_new = max(eta_new, safe)
-                    ew_eta = min(eta_new, 0.5)
-                prec.update(x)
-                if monitor.active:
-                    val_rmse, es_stop = monitor.update(it, *structure.unpack(x))
-                else:
-                    es_stop = False
+            elif rho > 0.75 and sub.hits_boundary:
+                radius = min(2.0 * radius, self.max_radius)
+        elif self.backtrack > 0 and not self.unchanged:
+            # Nocedal-Yuan: keep the CG direction, backtrack along it instead of discarding it
+            gs = dot64(g, sub.step)
+            sBs = 2.0 * (sub.model_change - gs)
+            alpha, f_new, n_back, x_new, rho_bt = _backtrack(_Counted(self), x, sub.step, f, f_new, gs, sBs,
+                                                             self.eta, self.backtrack)
+            if x_new is not None:
+                accepted, rho = True, rho_bt
+                radius = min(alpha * sub.step_norm_m, self.max_radius)
             else:
-                n_rejected += 1
-                es_stop = False
-            rec = IterationRecord(
-                iteration=it, loss=f, grad_norm=gnorm, n_cg=sub.n_iter, cg_status=sub.status.name.lower(),
-                radius=radius, step_norm=alpha * sub.step_norm_m, rho=rho, accepted=accepted,
-                step_scale=alpha, backtracks=n_back, val_rmse=val_rmse, elapsed=clock(),
-            )
-            history.append(rec)
-            logger.debug(
-                "it %d: loss=%.10g |g|=%.4g cg=%d (%s) |s|_M=%.3g alpha=%.3g rho=%.3g radius=%.3g %s",
-                it, f, gnorm, sub.n_iter, rec.cg_status, sub.step_norm_m, alpha, rho, radius,
-                "accepted" if accepted else "rejected",
-            )
-            bar.update(1)
-            bar.set_postfix(loss=f"{f:.6g}", gnorm=f"{gnorm:.3g}", cg=sub.n_iter, refresh=False)
-            stop_cb = callback_list(rec)
-            # order: convergence first, then user stops, then limits
-            if accepted and gnorm <= gtol * g0norm:
-                status, message = Status.GTOL, f"relative gradient norm {gnorm / g0norm:.3g} <= gtol={gtol:g}"
-                break
-            if accepted and (f_prev - f) <= ftol * max(abs(f_prev), abs(f), 1.0):
-                status = Status.FTOL
-                message = f"relative loss decrease {(f_prev - f) / max(abs(f_prev), abs(f), 1.0):.3g} <= ftol={ftol:g}"
-                break
-            if es_stop:
-                status = Status.EARLY_STOPPING
-                message = monitor.stop_message()
-                break
-            if stop_cb:
-                status, message = Status.CALLBACK, "stopped by a callback"
-                break
-            if (not accepted and unchanged) or radius < 1e-300:
-                status = Status.TRUST_RADIUS
-                message = ("trust radius too small: the step no longer changes x in floating point "
-                           f"(relative gradient norm {gnorm / g0norm:.3g}, gtol={gtol:g})")
-                break
-            if max_time is not None and clock() >= max_time:
-                status, message = Status.MAX_TIME, f"time limit max_time={max_time:g}s reached"
-                break
-    finally:
-        bar.close()
+                radius = 0.25 * alpha * sub.step_norm_m
+        else:
+            radius = 0.25 * radius
+        if not accepted and not radius > 0:
+            radius = 0.25 * sub.step_norm_m if sub.step_norm_m > 0 else 0.0
+        self.n_backtracks += n_back
+        self.radius, self.f_prev = radius, f
+        if accepted:
+            self._accept(x_new, f_new, sub, alpha)
+        else:
+            self.n_rejected += 1
+        rec = dict(loss=self.f, grad_norm=self.gnorm, n_cg=sub.n_iter, cg_status=sub.status.name.lower(),
+                   radius=radius, step_norm=alpha * sub.step_norm_m, rho=rho, accepted=accepted, step_scale=alpha,
+                   backtracks=n_back)
+        logger.debug("it %d: loss=%.10g |g|=%.4g cg=%d (%s) |s|_M=%.3g alpha=%.3g rho=%.3g radius=%.3g %s", it,
+                     self.f, self.gnorm, sub.n_iter, rec["cg_status"], sub.step_norm_m, alpha, rho, radius,
+                     "accepted" if accepted else "rejected")
+        return rec
 
-    best_iteration = monitor.best_iteration if monitor.active else None
-    if status is Status.EARLY_STOPPING and monitor.best_params is not None:
-        x = pack(*monitor.best_params, dtype=x.dtype)
-        f = float(objective.fun(x))
-        g = np.asarray(objective.jac(x), dtype=x.dtype)
-        counts["nfev"] += 1
-        counts["njev"] += 1
-        gnorm = _norm(g)
-    if status in (Status.MAX_ITER, Status.MAX_TIME):
-        warnings.warn(
-            f"newton_cg did not converge: {message}; relative gradient norm {gnorm / g0norm:.3g} "
-            f"(gtol={gtol:g})", ConvergenceWarning, stacklevel=3,
-        )
-    return result(status, message, x, f, gnorm, it, best_iteration, n_rejected, n_backtracks)
+    def _accept(self, x_new, f_new, sub, alpha):
+        self.x, self.f = x_new, f_new
+        self.g = self._grad(x_new)
+        gnorm_prev, self.gnorm = self.gnorm, _norm(self.g)
+        if alpha == 1.0:
+            # Eisenstat-Walker choice 1: how well the model predicted the new gradient
+            eta_new = abs(self.gnorm - sub.residual_norm) / gnorm_prev
+            safe = self.ew_eta ** ((1 + math.sqrt(5)) / 2)
+            if safe > 0.1:
+                eta_new = max(eta_new, safe)
+            self.ew_eta = min(eta_new, 0.5)
+        self.prec.update(x_new)
+
+    def scored(self, fields):
+        return fields["accepted"]
+
+    def postfix(self, rec):
+        return dict(loss=f"{rec['loss']:.6g}", gnorm=f"{rec['grad_norm']:.3g}", cg=rec["n_cg"])
+
+    def check_convergence(self, it, rec):
+        if not rec["accepted"]:
+            return None
+        f, f_prev, gnorm, g0norm = self.f, self.f_prev, self.gnorm, self.g0norm
+        if gnorm <= self.gtol * g0norm:
+            return Status.GTOL, f"relative gradient norm {gnorm / g0norm:.3g} <= gtol={self.gtol:g}"
+        scale = max(abs(f_prev), abs(f), 1.0)
+        if (f_prev - f) <= self.ftol * scale:
+            return Status.FTOL, f"relative loss decrease {(f_prev - f) / scale:.3g} <= ftol={self.ftol:g}"
+        return None
+
+    def check_progress(self, it, rec):
+        if (not rec["accepted"] and self.unchanged) or self.radius < 1e-300:
+            return Status.TRUST_RADIUS, ("trust radius too small: the step no longer changes x in floating point "
+                                         f"(relative gradient norm {self.gnorm / self.g0norm:.3g}, gtol={self.gtol:g})")
+        return None
+
+    def restore_best(self, params, iteration):
+        self.x = pack(*params, dtype=self.x.dtype)
+        self.f = self._fun(self.x)
+        self.g = self._grad(self.x)
+        self.gnorm = _norm(self.g)
+
+    def convergence_warning(self, status, message):
+        return (f"newton_cg did not converge: {message}; relative gradient norm {self.gnorm / self.g0norm:.3g} "
+                f"(gtol={self.gtol:g})")
+
+    def finalize(self, status, message):
+        p = self.problem
+        return dict(x=self.x, fun=float(self.f), grad_norm=float(self.gnorm), n_rejected=self.n_rejected,
+                    n_backtracks=self.n_backtracks, **self.counts, mu=float(self.mu),
+                    rank=None if p is None else p.rank, biases=None if p is None else p.biases,
+                    preconditioner=self.preconditioner_name, hessian=self.hessian)
 
 
-def fit_newton_cg(ratings, rank: int = 32, *, reg: float = 0.1, reg_bias: float | None = None,
-                  biases: bool = True, loss: str = "squared", reg_weighting: str = "uniform",
-                  dtype=np.float32, hessian: str = "gauss-newton", mu: float | None = None,
-                  n_threads: int | None = None, x0=None, random_state=None, **kwargs: Any) -> SolverResult:
-    """Build an :class:`~fastmf.objective.MFObjective` on ``ratings`` and run :func:`newton_cg`.
+class _Counted:
+    """The backend's loss as ``fun`` for :func:`_backtrack`, counted."""
 
-    ``kwargs`` go to :func:`newton_cg` (``gtol``, ``max_iter``, ``preconditioner``,
-    ``validation``, ``early_stopping``, ``callbacks``, ``progress``, ...).  This is the
-    entry point with the same shape as :func:`fastmf.solvers.als.als`.
-    """
-    from ..objective import MFObjective
+    def __init__(self, solver):
+        self.fun = solver._fun
 
-    objective = MFObjective(ratings, rank, reg=reg, reg_bias=reg_bias, biases=biases, loss=loss,
-                            reg_weighting=reg_weighting, dtype=dtype, hessian=hessian, mu=mu,
-                            n_threads=n_threads)
-    return newton_cg(objective, x0, random_state=random_state, n_threads=n_threads, **kwargs)
+
+def __getattr__(name):
+    if name == "fit_newton_cg":
+        warnings.warn("fastmf.solvers.newton.fit_newton_cg is deprecated and will be removed in the next release: "
+                      "use MatrixFactorization(solver='newton') or newton_cg(MFObjective(...))",
+                      DeprecationWarning, stacklevel=2)
+        from ._compat import fit_newton_cg
+
+        return fit_newton_cg
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,19 +43,16 @@ is logged at DEBUG level and kept in :attr:`Preconditioner.n_fixed`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import warnings
 
 import numpy as np
 
-from .._packing import unpack
 from .._threading import resolve_n_threads
-from .._weights import row_weights
 from ..kernels.blocks import PIVOT_RTOL, apply_blocks, block_memory, factor_blocks, gn_diagonal, row_chunks
 
 __all__ = [
     "PRECONDITIONERS",
     "DEFAULT_MAX_BLOCK_MEMORY",
-    "ProblemStructure",
     "Preconditioner",
     "IdentityPreconditioner",
     "JacobiPreconditioner",
@@ -69,75 +66,22 @@ PRECONDITIONERS = ("none", "jacobi", "block-jacobi")
 DEFAULT_MAX_BLOCK_MEMORY = 2 * 1024**3
 
 
-@dataclass
-class ProblemStructure:
-    """What a preconditioner (or ALS) needs to know about the objective.
+class _Data:
+    """A problem bound to its ratings (in the problem's dtype), as the preconditioners read it."""
 
-    Attributes
-    ----------
-    ratings : Ratings
-        Training ratings, already in ``dtype``.
-    rank, biases, reg, reg_bias, reg_weighting, loss, dtype, mu
-        As in :class:`fastmf.objective.MFObjective` (``reg_bias`` resolved).
-    """
+    def __init__(self, problem, ratings):
+        self.problem = problem
+        self.ratings = ratings
+        for name in ("rank", "biases", "reg", "reg_bias", "reg_weighting", "loss", "dtype", "mu", "n_users",
+                     "n_items"):
+            setattr(self, name, getattr(problem, name))
 
-    ratings: object
-    rank: int
-    biases: bool
-    reg: float
-    reg_bias: float
-    reg_weighting: str
-    loss: str
-    dtype: np.dtype
-    mu: float
-
-    @classmethod
-    def from_objective(cls, objective) -> "ProblemStructure":
-        """Read the structure from an :class:`MFObjective` (or any object exposing
-        ``ratings, rank, biases, reg, reg_bias, reg_weighting, loss, dtype, mu``)."""
-        missing = [
-            name
-            for name in ("ratings", "rank", "biases", "reg", "dtype", "mu")
-            if not hasattr(objective, name)
-        ]
-        if missing:
-            raise TypeError(
-                f"objective {type(objective).__name__} does not expose {missing}; "
-                "a preconditioned Newton-CG needs an MFObjective-like object"
-            )
-        reg = float(objective.reg)
-        reg_bias = getattr(objective, "reg_bias", None)
-        ratings = objective.ratings
-        dtype = np.dtype(objective.dtype)
-        if ratings.dtype != dtype:
-            ratings = ratings.astype(dtype)
-        return cls(
-            ratings=ratings,
-            rank=int(objective.rank),
-            biases=bool(objective.biases),
-            reg=reg,
-            reg_bias=reg if reg_bias is None else float(reg_bias),
-            reg_weighting=getattr(objective, "reg_weighting", "uniform"),
-            loss=getattr(objective, "loss", "squared"),
-            dtype=dtype,
-            mu=float(objective.mu),
-        )
-
-    @property
-    def n_users(self) -> int:
-        return self.ratings.n_users
-
-    @property
-    def n_items(self) -> int:
-        return self.ratings.n_items
-
-    def weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """Regularisation weights ``(w_u, w_i)`` in ``dtype`` (:func:`fastmf._weights.row_weights`)."""
-        return (row_weights(self.ratings.user_counts, self.reg_weighting).astype(self.dtype),
-                row_weights(self.ratings.item_counts, self.reg_weighting).astype(self.dtype))
+    def weights(self):
+        r = self.ratings
+        return self.problem.row_weights(r.user_counts, r.item_counts, self.dtype)
 
     def unpack(self, x):
-        return unpack(x, self.n_users, self.n_items, self.rank, self.biases)
+        return self.problem.unpack(x)
 
 
 class Preconditioner:
@@ -178,7 +122,7 @@ class JacobiPreconditioner(Preconditioner):
 
     name = "jacobi"
 
-    def __init__(self, structure: ProblemStructure, n_threads: int | None = None):
+    def __init__(self, structure: _Data, n_threads: int | None = None):
         self.s = structure
         n = resolve_n_threads(n_threads)
         r = structure.ratings
@@ -218,7 +162,7 @@ class BlockJacobiPreconditioner(Preconditioner):
 
     name = "block-jacobi"
 
-    def __init__(self, structure: ProblemStructure, n_threads: int | None = None,
+    def __init__(self, structure: _Data, n_threads: int | None = None,
                  max_memory: int = DEFAULT_MAX_BLOCK_MEMORY):
         s = structure
         need = block_memory(s.n_users, s.n_items, s.rank, s.biases, s.dtype)
@@ -280,15 +224,29 @@ class BlockJacobiPreconditioner(Preconditioner):
         return z
 
 
-def make_preconditioner(name: str, structure: ProblemStructure | None, n_threads: int | None = None,
+def make_preconditioner(name: str, problem, ratings=None, n_threads: int | None = None,
                         max_memory: int = DEFAULT_MAX_BLOCK_MEMORY) -> Preconditioner:
-    """Build the preconditioner called ``name`` (one of :data:`PRECONDITIONERS`)."""
+    """Build the preconditioner called ``name`` (one of :data:`PRECONDITIONERS`) for a bound
+    :class:`~fastmf.problem.MFProblem` on ``ratings`` (cast to the problem's dtype)."""
     if name == "none":
         return IdentityPreconditioner()
-    if structure is None:
+    if problem is None or ratings is None:
         raise ValueError(f"preconditioner={name!r} needs an MFObjective-like objective")
+    if ratings.dtype != problem.dtype:
+        ratings = ratings.astype(problem.dtype)
+    structure = _Data(problem, ratings)
     if name == "jacobi":
         return JacobiPreconditioner(structure, n_threads)
     if name == "block-jacobi":
         return BlockJacobiPreconditioner(structure, n_threads, max_memory)
     raise ValueError(f"preconditioner must be one of {list(PRECONDITIONERS)}, got {name!r}")
+
+
+def __getattr__(name):
+    if name == "ProblemStructure":
+        warnings.warn("fastmf.solvers.preconditioners.ProblemStructure is deprecated and will be removed in the "
+                      "next release: use fastmf.problem.MFProblem", DeprecationWarning, stacklevel=2)
+        from ._compat import ProblemStructure
+
+        return ProblemStructure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

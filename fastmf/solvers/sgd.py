@@ -85,37 +85,31 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .._packing import n_params, pack, unpack
-from .._threading import thread_limit
-from .._weights import reg_exponent, row_weights
-from .._validation import (
-    check_choice,
-    check_dtype,
-    check_nonnegative_float,
-    check_positive_int,
-    check_random_state,
-)
 from .._alloc import aligned_empty
+from .._packing import n_params, pack
+from .._validation import check_choice, check_nonnegative_float, check_positive_int, check_random_state
 from ..data.ratings import Ratings
+from ..exceptions import DivergenceError
 from ..kernels import sgd as _k
+from ..problem import MFProblem, solver_default
 from ._base import (
-    CallbackList,
-    IterationRecord,
+    UNSET,
+    IterativeSolver,
+    RunOptions,
     SolverResult,
     Status,
-    Stopwatch,
     ValidationMonitor,
-    finish_result,
-    make_progress,
+    check_validation,
+    renamed,
+    run_iterations,
 )
 
-__all__ = ["sgd", "DivergenceError", "SGDLayout", "build_layout", "stratum_schedule", "default_n_blocks"]
+__all__ = ["sgd", "SGD", "DivergenceError", "SGDLayout", "build_layout", "stratum_schedule", "default_n_blocks"]
 
 logger = logging.getLogger("fastmf")
 
@@ -130,26 +124,6 @@ _ALIGN = 64
 #: reduction order - hence the loss - does not depend on the thread count).
 _N_LOSS_SEGMENTS = 256
 _HOGWILD_CHUNKS = 256
-
-
-class DivergenceError(FloatingPointError):
-    """SGD produced a non-finite loss or parameter.
-
-    Attributes
-    ----------
-    epoch : int
-        The (1-based) epoch at whose end the problem was found.
-    learning_rate : float
-        The learning rate used in that epoch.
-    history : list of dict
-        Records of the epochs before it.
-    """
-
-    def __init__(self, message: str, epoch: int, learning_rate: float, history: list):
-        super().__init__(message)
-        self.epoch = epoch
-        self.learning_rate = learning_rate
-        self.history = history
 
 
 def default_n_blocks(nnz: int) -> int:
@@ -207,9 +181,6 @@ class SGDLayout(SimpleNamespace):
         """Ratings per block, shape ``(B, B)`` (rows: user bins)."""
         return np.diff(self.block_ptr).reshape(self.n_blocks, self.n_blocks)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.users.nbytes + self.items.nbytes + self.values.nbytes + self.block_ptr.nbytes)
 
 
 def build_layout(ratings: Ratings, n_blocks: int, rng: np.random.Generator, dtype=np.float32) -> SGDLayout:
@@ -278,16 +249,16 @@ def sgd(
     ratings: Ratings,
     rank: int = 32,
     *,
-    reg: float = 0.05,
+    reg: float = solver_default("sgd", "reg"),
     reg_bias: float | None = None,
-    reg_weighting: str = "count",
+    reg_weighting: str = solver_default("sgd", "reg_weighting"),
     biases: bool = True,
     mu: float | None = None,
     dtype=np.float32,
     learning_rate: float | None = None,
     schedule: str = "adaptive",
     decay: float = 0.1,
-    n_epochs: int = 30,
+    max_iter: int = 30,
     n_blocks: int | None = None,
     mode: str = "blocked",
     reshuffle: bool = False,
@@ -303,6 +274,8 @@ def sgd(
     tol: float | None = None,
     clip=None,
     train_loss: str = "running",
+    max_time: float | None = None,
+    n_epochs=UNSET,
 ) -> SolverResult:
     r"""Fit a (biased) matrix factorization by parallel blocked SGD.
 
@@ -337,8 +310,8 @@ def sgd(
         Row-wise AdaGrad (as LIBMF), constant, or :math:`\eta/(1 + \text{decay}\,t)`.
     decay : float >= 0
         Decay rate of ``schedule="decay"`` (per epoch).
-    n_epochs : int >= 1
-        Maximum number of epochs (passes over the ratings).
+    max_iter : int >= 1
+        Maximum number of epochs (passes over the ratings); ``n_epochs`` is its deprecated name.
     n_blocks : int >= 1, optional
         Grid size ``B`` (``B x B`` blocks).  Default :func:`default_n_blocks` (from the
         data size only).  Results depend on ``B`` and the seed, never on ``n_threads``.
@@ -358,16 +331,9 @@ def sgd(
         Initial factors are :math:`\mathcal N(0, \text{init\_scale}^2)`; biases start at 0.
     x0 : ndarray, optional
         Initial packed parameters ``[P, Q, b, c]`` (warm start; not modified).
-    validation : Ratings, optional
-        Held-out ratings in the training code space; its RMSE is recorded each epoch.
-    early_stopping : int >= 1, optional
-        Patience: stop after this many epochs without a validation improvement of
-        ``min_delta`` and return the best epoch's parameters (needs ``validation``).
-    min_delta : float >= 0
-    callbacks : callable or list of callables, optional
-        Called with each epoch's record; returning True stops the run.
-    progress : bool
-        Show a tqdm progress bar (stderr).
+    validation, early_stopping, min_delta, callbacks, progress, max_time
+        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping`` counts
+        epochs and returns the best epoch's parameters.
     tol : float >= 0, optional
         Stop (status FTOL) when an epoch lowers the training loss by less than
         ``tol * max(|loss|, 1)`` (an increase also stops).
@@ -403,15 +369,19 @@ def sgd(
         single non-finite parameter makes it non-finite); the message names the epoch
         and learning rate and what to change.
     """
-    # ------------------------------------------------------------------ validation
+    max_iter, iter_name = renamed("sgd", "max_iter", max_iter, 30, "n_epochs", n_epochs)
+    return run_iterations(*_make_solver(**locals()))
+
+
+def _make_solver(*, ratings, rank, reg, reg_bias, reg_weighting, biases, mu, dtype, learning_rate, schedule,
+                 decay, max_iter, iter_name, n_blocks, mode, reshuffle, n_threads, random_state, init_scale, x0,
+                 validation, early_stopping, min_delta, callbacks, progress, tol, clip, train_loss, max_time,
+                 n_epochs):
+    """Validate :func:`sgd`'s arguments (before any work); return ``(SGD solver, RunOptions)``."""
     if not isinstance(ratings, Ratings):
         raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
-    k = check_positive_int(rank, "rank")
-    lam = check_nonnegative_float(reg, "reg")
-    lam_b = lam if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
-    reg_exponent(reg_weighting)
-    use_biases = _check_bool(biases, "biases")
-    dt = check_dtype(dtype)
+    problem = MFProblem(rank=rank, biases=_check_bool(biases, "biases"), reg=reg, reg_bias=reg_bias,
+                        reg_weighting=reg_weighting, mu=mu, dtype=dtype).bind(ratings)
     check_choice(schedule, "schedule", _SCHEDULES)
     check_choice(mode, "mode", _MODES)
     check_choice(train_loss, "train_loss", _TRAIN_LOSSES)
@@ -420,224 +390,213 @@ def sgd(
     else:
         eta = check_nonnegative_float(learning_rate, "learning_rate", strictly_positive=True)
     decay = check_nonnegative_float(decay, "decay")
-    n_epochs = check_positive_int(n_epochs, "n_epochs")
+    check_positive_int(max_iter, iter_name)
     B = default_n_blocks(ratings.nnz) if n_blocks is None else check_positive_int(n_blocks, "n_blocks")
     reshuffle = _check_bool(reshuffle, "reshuffle")
     init_scale = check_nonnegative_float(init_scale, "init_scale")
-    progress = _check_bool(progress, "progress")
-    min_delta = check_nonnegative_float(min_delta, "min_delta")
-    if early_stopping is not None:
-        early_stopping = check_positive_int(early_stopping, "early_stopping")
-        if validation is None:
-            raise ValueError("early_stopping needs a validation set (validation=...)")
+    run = RunOptions(max_iter=max_iter, max_time=max_time, callbacks=callbacks, progress=_check_bool(progress, "progress"),
+                     validation=validation, early_stopping=early_stopping, min_delta=min_delta,
+                     clip=_check_clip(clip, ratings), n_threads=n_threads).check(min_iter=1)
     if tol is not None:
         tol = check_nonnegative_float(tol, "tol")
-    if mu is None:
-        mu_val = ratings.global_mean if use_biases else 0.0
-    else:
-        if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not math.isfinite(mu):
-            raise ValueError(f"mu must be a finite real number or None, got {mu!r}")
-        mu_val = float(mu)
-    if validation is not None:
-        if not isinstance(validation, Ratings):
-            raise TypeError(f"validation must be a fastmf Ratings, got {type(validation).__name__}")
-        if validation.shape != ratings.shape:
-            raise ValueError(
-                f"validation has shape {validation.shape}, training has {ratings.shape}: both must share "
-                "one code space (build them with Ratings.subset or a fastmf split)"
-            )
-    clip_range = _check_clip(clip, ratings)
-    cbs = CallbackList(callbacks)
-    m, n = ratings.n_users, ratings.n_items
+    check_validation(validation, ratings.n_users, ratings.n_items)
     if x0 is not None:
-        x0 = np.asarray(x0)
-        if x0.dtype.kind not in "fiu":
-            raise TypeError(f"x0 must be a numeric array, got dtype {x0.dtype}")
-        if x0.ndim != 1 or x0.shape[0] != n_params(m, n, k, use_biases):
-            raise ValueError(
-                f"x0 must be 1-D of length {n_params(m, n, k, use_biases)} "
-                f"(n_users={m}, n_items={n}, rank={k}, biases={use_biases}), got shape {x0.shape}"
-            )
-        if not np.isfinite(x0).all():
-            raise ValueError("x0 contains NaN or inf")
-    rng = check_random_state(random_state)
-
-    with thread_limit(n_threads) as n_thr:
-        return _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, schedule, decay,
-                    n_epochs, B, mode, reshuffle, n_thr, rng, init_scale, x0, validation, early_stopping,
-                    min_delta, cbs, progress, tol, clip_range, train_loss == "exact")
+        x0 = _check_x0(x0, problem)
+    solver = SGD(ratings, problem, x0, rng=check_random_state(random_state), eta=eta, schedule=schedule,
+                 decay=decay, n_blocks=B, mode=mode, reshuffle=reshuffle, init_scale=init_scale, tol=tol,
+                 exact_loss=train_loss == "exact")
+    return solver, run
 
 
-def _run(ratings, k, lam, lam_b, reg_weighting, use_biases, mu_val, dt, eta, schedule, decay, n_epochs, B,
-         mode, reshuffle, n_thr, rng, init_scale, x0, validation, early_stopping, min_delta, cbs, progress,
-         tol, clip_range, exact_loss):
-    clock = Stopwatch()
-    m, n, nnz = ratings.n_users, ratings.n_items, ratings.nnz
-    ftype = dt.type
-    blocked = mode == "blocked"
+def _check_x0(x0, problem):
+    x0 = np.asarray(x0)
+    if x0.dtype.kind not in "fiu":
+        raise TypeError(f"x0 must be a numeric array, got dtype {x0.dtype}")
+    m, n, k, use_biases = problem.n_users, problem.n_items, problem.rank, problem.biases
+    if x0.ndim != 1 or x0.shape[0] != n_params(m, n, k, use_biases):
+        raise ValueError(
+            f"x0 must be 1-D of length {n_params(m, n, k, use_biases)} "
+            f"(n_users={m}, n_items={n}, rank={k}, biases={use_biases}), got shape {x0.shape}"
+        )
+    if not np.isfinite(x0).all():
+        raise ValueError("x0 contains NaN or inf")
+    return x0
 
-    # ------------------------------------------------------------------ setup
-    layout = build_layout(ratings, B if blocked else 1, rng, dt)
-    uo, io = layout.user_order, layout.item_order  # original code of each working code
-    if x0 is None:
-        P = rng.normal(0.0, init_scale, size=(m, k)).astype(dt)
-        Q = rng.normal(0.0, init_scale, size=(n, k)).astype(dt)
-        P[ratings.user_counts == 0] = 0
-        Q[ratings.item_counts == 0] = 0
-        P, Q = P[uo], Q[io]
-        b = np.zeros(m, dtype=dt)
-        c = np.zeros(n, dtype=dt)
-    else:
-        P0, Q0, b0, c0 = unpack(x0, m, n, k, use_biases)
+
+class SGD(IterativeSolver):
+    """Blocked (or Hogwild) SGD epochs as hooks of :func:`~fastmf.solvers._base.run_iterations`."""
+
+    name = "sgd"
+    unit = "epochs"
+
+    def __init__(self, ratings, problem, x0, *, rng, eta, schedule, decay, n_blocks, mode, reshuffle, init_scale,
+                 tol, exact_loss):
+        self.ratings, self.problem, self.x0, self.rng = ratings, problem, x0, rng
+        self.eta, self.schedule, self.decay, self.B, self.mode = eta, schedule, decay, n_blocks, mode
+        self.reshuffle, self.init_scale, self.tol, self.exact_loss = reshuffle, init_scale, tol, exact_loss
+        self.mu = problem.mu
+        self.desc = f"sgd ({mode})"
+        self.nfev = 0
+
+    def max_iter_message(self):
+        return f"reached max_iter={self.options.max_iter} epochs"
+
+    def _start(self, layout):
+        """Working copies (in working code order) of the starting parameters."""
+        p, r, dt = self.problem, self.ratings, self.problem.dtype
+        m, n, k = p.n_users, p.n_items, p.rank
+        uo, io = layout.user_order, layout.item_order  # original code of each working code
+        if self.x0 is None:
+            P = self.rng.normal(0.0, self.init_scale, size=(m, k)).astype(dt)
+            Q = self.rng.normal(0.0, self.init_scale, size=(n, k)).astype(dt)
+            P[r.user_counts == 0] = 0
+            Q[r.item_counts == 0] = 0
+            return P[uo], Q[io], np.zeros(m, dtype=dt), np.zeros(n, dtype=dt)
+        P0, Q0, b0, c0 = p.unpack(self.x0)
         P = P0[uo].astype(dt)  # fancy indexing copies: x0 is never modified
         Q = Q0[io].astype(dt)
-        b = b0[uo].astype(dt) if use_biases else np.zeros(m, dtype=dt)
-        c = c0[io].astype(dt) if use_biases else np.zeros(n, dtype=dt)
-    # 64-byte aligned working copies (rows of 64-byte multiples then never straddle an
-    # extra cache line; see the kernel's performance notes)
-    P, Q = _aligned_copy(P), _aligned_copy(Q)
-    ucount = ratings.user_counts[uo].astype(np.float64)
-    icount = ratings.item_counts[io].astype(np.float64)
-    wu, wi = row_weights(ucount, reg_weighting), row_weights(icount, reg_weighting)
-    adaptive = schedule == "adaptive"
-    # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
-    # for empty rows, which are never visited)
-    AU = _aligned_copy(np.ones((m, 4), dtype=dt))
-    AI = _aligned_copy(np.ones((n, 4), dtype=dt))
-    AU[:, _k.BIAS] = b
-    AI[:, _k.BIAS] = c
-    AU[:, _k.REG_SCALE] = np.divide(wu, ucount, out=np.zeros(m), where=ucount > 0)
-    AI[:, _k.REG_SCALE] = np.divide(wi, icount, out=np.zeros(n), where=icount > 0)
+        b = b0[uo].astype(dt) if p.biases else np.zeros(m, dtype=dt)
+        c = c0[io].astype(dt) if p.biases else np.zeros(n, dtype=dt)
+        return P, Q, b, c
 
-    def biases_now():
-        return np.ascontiguousarray(AU[:, _k.BIAS]), np.ascontiguousarray(AI[:, _k.BIAS])
+    def setup(self):
+        p, r, dt = self.problem, self.ratings, self.problem.dtype
+        m, n, nnz = p.n_users, p.n_items, r.nnz
+        blocked = self.mode == "blocked"
+        self.layout = layout = build_layout(r, self.B if blocked else 1, self.rng, dt)
+        P, Q, b, c = self._start(layout)
+        # 64-byte aligned working copies (rows of 64-byte multiples then never straddle an
+        # extra cache line; see the kernel's performance notes)
+        self.P, self.Q = _aligned_copy(P), _aligned_copy(Q)
+        ucount = r.user_counts[layout.user_order].astype(np.float64)
+        icount = r.item_counts[layout.item_order].astype(np.float64)
+        self.wu, self.wi = p.row_weights(ucount, icount)
+        # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
+        # for empty rows, which are never visited)
+        self.AU = AU = _aligned_copy(np.ones((m, 4), dtype=dt))
+        self.AI = AI = _aligned_copy(np.ones((n, 4), dtype=dt))
+        AU[:, _k.BIAS] = b
+        AI[:, _k.BIAS] = c
+        AU[:, _k.REG_SCALE] = np.divide(self.wu, ucount, out=np.zeros(m), where=ucount > 0)
+        AI[:, _k.REG_SCALE] = np.divide(self.wi, icount, out=np.zeros(n), where=icount > 0)
+        self.seg_ptr = _equal_segments(nnz, _N_LOSS_SEGMENTS)
+        self.uchunks = _equal_segments(m, _N_LOSS_SEGMENTS)
+        self.ichunks = _equal_segments(n, _N_LOSS_SEGMENTS)
+        self.hog_ptr = _equal_segments(nnz, _HOGWILD_CHUNKS)
+        # running loss: one float64 slot per block (blocked) or chunk (hogwild), summed in order
+        self.run_out = np.zeros(self.B * self.B if blocked else self.hog_ptr.shape[0] - 1)
+        if self.monitor is not None:
+            # score in working codes, against the working-order parameters
+            v = self.options.validation
+            vview = SimpleNamespace(users=layout.user_work[v.users], items=layout.item_work[v.items], values=v.values)
+            o = self.options
+            self.monitor = ValidationMonitor(vview, self.mu, o.early_stopping, o.min_delta, o.clip)
+        self.setup_time = self.clock()
+        if self.exact_loss:
+            self.current_loss = self._exact(self.P, self.Q, *self._biases())
+            self.nfev += 1
+        else:  # no running loss before the first epoch (tol never stops at epoch 1)
+            self.current_loss = math.inf
+        logger.debug("sgd: setup %.3fs, %d blocks, initial loss %.6g", self.setup_time, self.B, self.current_loss)
+        ftype = dt.type
+        self._scalars = (ftype(self.mu), ftype(p.reg), ftype(p.reg_bias), ftype(1.0 / p.rank))
 
-    seg_ptr = _equal_segments(nnz, _N_LOSS_SEGMENTS)
-    uchunks = _equal_segments(m, _N_LOSS_SEGMENTS)
-    ichunks = _equal_segments(n, _N_LOSS_SEGMENTS)
-    seg_out = np.empty(seg_ptr.shape[0] - 1)
-    pu_f, pu_b = np.empty(uchunks.shape[0] - 1), np.empty(uchunks.shape[0] - 1)
-    pi_f, pi_b = np.empty(ichunks.shape[0] - 1), np.empty(ichunks.shape[0] - 1)
-    hog_ptr = _equal_segments(nnz, _HOGWILD_CHUNKS)
-    # running loss: one float64 slot per block (blocked) or chunk (hogwild), summed in order
-    run_out = np.zeros(B * B if blocked else hog_ptr.shape[0] - 1)
+    def _biases(self):
+        return np.ascontiguousarray(self.AU[:, _k.BIAS]), np.ascontiguousarray(self.AI[:, _k.BIAS])
 
-    def penalty(P, Q, b, c) -> float:
+    def _penalty(self, P, Q, b, c) -> float:
         """Exact penalty (non-finite if any parameter is: the divergence check)."""
-        _k.penalty_chunks(P, b, wu, use_biases, uchunks, pu_f, pu_b)
-        _k.penalty_chunks(Q, c, wi, use_biases, ichunks, pi_f, pi_b)
+        p = self.problem
+        pu_f, pu_b = np.empty(self.uchunks.shape[0] - 1), np.empty(self.uchunks.shape[0] - 1)
+        pi_f, pi_b = np.empty(self.ichunks.shape[0] - 1), np.empty(self.ichunks.shape[0] - 1)
+        _k.penalty_chunks(P, b, self.wu, p.biases, self.uchunks, pu_f, pu_b)
+        _k.penalty_chunks(Q, c, self.wi, p.biases, self.ichunks, pi_f, pi_b)
         # fixed-order float64 sums: the same value whatever the thread count
-        total = 0.5 * lam * (math.fsum(pu_f) + math.fsum(pi_f))
-        if use_biases:
-            total += 0.5 * lam_b * (math.fsum(pu_b) + math.fsum(pi_b))
+        total = 0.5 * p.reg * (math.fsum(pu_f) + math.fsum(pi_f))
+        if p.biases:
+            total += 0.5 * p.reg_bias * (math.fsum(pu_b) + math.fsum(pi_b))
         return total
 
-    def exact(P, Q, b, c) -> float:
-        _k.squared_error_segments(layout.users, layout.items, layout.values, seg_ptr, P, Q, b, c,
-                                  mu_val, use_biases, seg_out)
-        return 0.5 * math.fsum(seg_out) + penalty(P, Q, b, c)
+    def _exact(self, P, Q, b, c) -> float:
+        lay = self.layout
+        seg_out = np.empty(self.seg_ptr.shape[0] - 1)
+        _k.squared_error_segments(lay.users, lay.items, lay.values, self.seg_ptr, P, Q, b, c, self.mu,
+                                  self.problem.biases, seg_out)
+        return 0.5 * math.fsum(seg_out) + self._penalty(P, Q, b, c)
 
-    def loss() -> float:
+    def _loss(self) -> float:
         """The history's loss of the epoch just run (see ``train_loss``)."""
-        b, c = biases_now()
-        if exact_loss:
-            return exact(P, Q, b, c)
-        return 0.5 * math.fsum(run_out) + penalty(P, Q, b, c)
+        b, c = self._biases()
+        if self.exact_loss:
+            return self._exact(self.P, self.Q, b, c)
+        return 0.5 * math.fsum(self.run_out) + self._penalty(self.P, self.Q, b, c)
 
-    monitor = None
-    if validation is not None:
-        # score in working codes, against the working-order parameters
-        vview = SimpleNamespace(users=layout.user_work[validation.users], items=layout.item_work[validation.items],
-                                values=validation.values)
-        monitor = ValidationMonitor(vview, mu_val, early_stopping, min_delta, clip_range)
+    def params(self):
+        b, c = self._biases() if self.problem.biases else (None, None)
+        return self.P, self.Q, b, c
 
-    setup_time = clock()
-    history: list[IterationRecord] = []
-    status, message = Status.MAX_ITER, f"reached n_epochs={n_epochs}"
-    nfev = 0
-    if exact_loss:
-        current_loss = exact(P, Q, *biases_now())
-        nfev += 1
-    else:  # no running loss before the first epoch (tol never stops at epoch 1)
-        current_loss = math.inf
-    logger.debug("sgd: setup %.3fs, %d blocks, initial loss %.6g", setup_time, B, current_loss)
-    mu_t = ftype(mu_val)
-    lam_t, lamb_t, inv_k = ftype(lam), ftype(lam_b), ftype(1.0 / k)
-    bar = make_progress(n_epochs, progress, f"sgd ({mode})")
-    epoch = 0
-    try:
-        for epoch in range(1, n_epochs + 1):
-            lr = eta / (1.0 + decay * (epoch - 1)) if schedule == "decay" else eta
-            lr_t = ftype(lr)
-            t0 = clock()
-            if blocked:
-                if reshuffle and epoch > 1:
-                    _k.shuffle_blocks(layout.users, layout.items, layout.values, layout.block_ptr, layout.seed, epoch)
-                sched = stratum_schedule(B, rng)
-                _k.sgd_epoch_blocked(layout.users, layout.items, layout.values, layout.block_ptr, sched,
-                                     P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
-                                     use_biases, adaptive, run_out)
-            else:
-                if reshuffle and epoch > 1:
-                    _k.shuffle_blocks(layout.users, layout.items, layout.values, layout.block_ptr, layout.seed, epoch)
-                _k.sgd_epoch_hogwild(layout.users, layout.items, layout.values, hog_ptr,
-                                     P, Q, AU, AI, mu_t, lr_t, lam_t, lamb_t, inv_k,
-                                     use_biases, adaptive, run_out)
-            epoch_time = clock() - t0
-            previous_loss, current_loss = current_loss, loss()
-            nfev += int(exact_loss)
-            if not math.isfinite(current_loss):
-                raise DivergenceError(_divergence_message(epoch, lr, schedule, current_loss), epoch, lr, history)
-            val_rmse, stop_es = (None, False)
-            if monitor is not None:
-                b, c = biases_now() if use_biases else (None, None)
-                val_rmse, stop_es = monitor.update(epoch, P, Q, b, c)
-            rec = IterationRecord(iteration=epoch, loss=current_loss, val_rmse=val_rmse, elapsed=clock(),
-                                  learning_rate=lr, epoch_time=epoch_time,
-                                  updates_per_sec=nnz / epoch_time if epoch_time > 0 else math.inf)
-            history.append(rec)
-            logger.debug("sgd epoch %d: loss %.6g val_rmse %s lr %.4g (%.3fs)", epoch, current_loss, val_rmse,
-                         lr, epoch_time)
-            bar.update(1)
-            bar.set_postfix(loss=f"{current_loss:.5g}", **({} if val_rmse is None else {"val": f"{val_rmse:.4f}"}))
-            if cbs(rec):
-                status, message = Status.CALLBACK, f"a callback asked to stop after epoch {epoch}"
-                break
-            if stop_es:
-                status = Status.EARLY_STOPPING
-                message = monitor.stop_message("epochs")
-                break
-            if tol is not None and previous_loss - current_loss < tol * max(abs(previous_loss), 1.0):
-                status, message = Status.FTOL, f"relative loss decrease below tol={tol:g} at epoch {epoch}"
-                break
-    finally:
-        bar.close()
+    def step(self, epoch):
+        lay, r = self.layout, self.ratings
+        lr = self.eta / (1.0 + self.decay * (epoch - 1)) if self.schedule == "decay" else self.eta
+        mu_t, lam_t, lamb_t, inv_k = self._scalars
+        lr_t = self.problem.dtype.type(lr)
+        t0 = self.clock()
+        if self.reshuffle and epoch > 1:
+            _k.shuffle_blocks(lay.users, lay.items, lay.values, lay.block_ptr, lay.seed, epoch)
+        args = (self.P, self.Q, self.AU, self.AI, mu_t, lr_t, lam_t, lamb_t, inv_k, self.problem.biases,
+                self.schedule == "adaptive", self.run_out)
+        if self.mode == "blocked":
+            sched = stratum_schedule(self.B, self.rng)
+            _k.sgd_epoch_blocked(lay.users, lay.items, lay.values, lay.block_ptr, sched, *args)
+        else:
+            _k.sgd_epoch_hogwild(lay.users, lay.items, lay.values, self.hog_ptr, *args)
+        epoch_time = self.clock() - t0
+        self.previous_loss, self.current_loss = self.current_loss, self._loss()
+        self.nfev += int(self.exact_loss)
+        if not math.isfinite(self.current_loss):
+            raise DivergenceError(_divergence_message(epoch, lr, self.schedule, self.current_loss), epoch, lr,
+                                  self.history)
+        logger.debug("sgd epoch %d: loss %.6g lr %.4g (%.3fs)", epoch, self.current_loss, lr, epoch_time)
+        return dict(loss=self.current_loss, learning_rate=lr, epoch_time=epoch_time,
+                    updates_per_sec=r.nnz / epoch_time if epoch_time > 0 else math.inf)
 
-    b, c = biases_now()
-    best = status == Status.EARLY_STOPPING and monitor.best_params is not None
-    if best:
-        P, Q, bb, cc = monitor.best_params
-        if use_biases:
-            b, c = bb, cc
-    if exact_loss and not best:
-        fun = current_loss  # already L at these parameters
-    elif exact_loss:
-        fun = next(r["loss"] for r in history if r["iteration"] == monitor.best_iteration)
-    else:  # the running loss is not L at x: one exact pass
-        fun = exact(P, Q, b, c)
-        nfev += 1
-    # back to original code order
-    uw, iw = layout.user_work, layout.item_work
-    x = pack(P[uw], Q[iw], b[uw] if use_biases else None, c[iw] if use_biases else None, dtype=dt)
-    result = finish_result(
-        x=x, fun=fun, grad_norm=float("nan"), nit=epoch, n_cg=0, nfev=nfev, njev=0, nhessp=0,
-        status=status, message=message, history=history,
-        best_iteration=None if monitor is None else monitor.best_iteration, elapsed=clock(),
-    )
-    result.update(mu=mu_val, rank=k, biases=use_biases, reg=lam, reg_bias=lam_b, reg_weighting=reg_weighting,
-                  schedule=schedule, learning_rate=eta, n_blocks=layout.n_blocks, mode=mode, n_threads=n_thr,
-                  setup_time=setup_time, train_loss="exact" if exact_loss else "running")
-    return result
+    def postfix(self, rec):
+        val = rec["val_rmse"]
+        return dict(loss=f"{rec['loss']:.5g}", **({} if val is None else {"val": f"{val:.4f}"}))
+
+    def check_convergence(self, epoch, rec):
+        prev, cur = self.previous_loss, self.current_loss
+        if self.tol is not None and prev - cur < self.tol * max(abs(prev), 1.0):
+            return Status.FTOL, f"relative loss decrease below tol={self.tol:g} at epoch {epoch}"
+        return None
+
+    def restore_best(self, params, iteration):
+        self.best = params
+
+    def finalize(self, status, message):
+        p, lay = self.problem, self.layout
+        P, Q = self.P, self.Q
+        b, c = self._biases()
+        best = getattr(self, "best", None)
+        if best is not None:
+            P, Q, bb, cc = best
+            if p.biases:
+                b, c = bb, cc
+        if self.exact_loss and best is None:
+            fun = self.current_loss  # already L at these parameters
+        elif self.exact_loss:
+            fun = next(r["loss"] for r in self.history if r["iteration"] == self.monitor.best_iteration)
+        else:  # the running loss is not L at x: one exact pass
+            fun = self._exact(P, Q, b, c)
+            self.nfev += 1
+        # back to original code order
+        uw, iw = lay.user_work, lay.item_work
+        x = pack(P[uw], Q[iw], b[uw] if p.biases else None, c[iw] if p.biases else None, dtype=p.dtype)
+        return dict(x=x, fun=fun, grad_norm=float("nan"), n_cg=0, nfev=self.nfev, njev=0, nhessp=0, mu=p.mu,
+                    rank=p.rank, biases=p.biases, reg=p.reg, reg_bias=p.reg_bias, reg_weighting=p.reg_weighting,
+                    schedule=self.schedule, learning_rate=self.eta, n_blocks=lay.n_blocks, mode=self.mode,
+                    n_threads=self.n_threads, setup_time=self.setup_time,
+                    train_loss="exact" if self.exact_loss else "running")
 
 
 def _divergence_message(epoch: int, lr: float, schedule: str, loss: float) -> str:

@@ -50,8 +50,9 @@ import enum
 import math
 from typing import Callable, NamedTuple
 
-import numba
 import numpy as np
+
+from ..kernels.reductions import dot64
 
 __all__ = ["CGStatus", "SteihaugResult", "steihaug_cg", "dot64"]
 
@@ -78,21 +79,6 @@ class SteihaugResult(NamedTuple):
     @property
     def hits_boundary(self) -> bool:
         return self.status in (CGStatus.BOUNDARY, CGStatus.NEGATIVE_CURVATURE)
-
-
-@numba.njit(cache=True, nogil=True)
-def _dot64(a, b):
-    acc = 0.0
-    for i in range(a.shape[0]):
-        acc += np.float64(a[i]) * np.float64(b[i])
-    return acc
-
-
-def dot64(a: np.ndarray, b: np.ndarray) -> float:
-    """Dot product of two 1-D arrays accumulated in float64."""
-    if a.dtype == np.float64 and b.dtype == np.float64:
-        return float(np.dot(a, b))
-    return float(_dot64(a, b))
 
 
 def _to_boundary(sMs: float, sMd: float, dMd: float, radius: float) -> float:
