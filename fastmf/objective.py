@@ -336,7 +336,8 @@ class MFObjective:
         scale : float >= 0
             Root mean squared norm of a factor row.
         init : {"random", "svd"}
-            ``"random"``: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`.
+            ``"random"``: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`
+            (:func:`fastmf.initialization.random_factors`).
             ``"svd"``: the spectral start of :func:`fastmf.initialization.initial_factors`,
             the top-``k`` singular vectors of the centred targets :math:`r_{ui} - \mu`
             (the signs for the sign loss) scaled by the square roots of their singular

@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
-
-from .csr import _dot
 
 __all__ = [
     "grad_serial",

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 __all__ = [
     "grad_side_serial",

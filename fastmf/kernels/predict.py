@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["predict_codes", "rmse_codes", "residuals_codes", "squared_error_segments"]
 
-_OPTS = dict(cache=True, nogil=True)
+_OPTS = {"cache": True, "nogil": True}
 
 
 @numba.njit(inline="always", **_OPTS)

@@ -78,7 +78,7 @@ from numba.extending import intrinsic
 
 from ._rng import GOLDEN as _GOLDEN
 from ._rng import mix64 as _mix64
-from .predict import squared_error_segments  # noqa: F401  (the exact loss, re-exported)
+from .predict import squared_error_segments  # the exact loss, re-exported (in __all__)
 
 __all__ = [
     "block_layout",
