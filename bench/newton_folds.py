@@ -31,10 +31,8 @@ Usage::
 ``--weighting`` takes any ``reg_weighting`` of :class:`fastmf.MFObjective`
 (``uniform``, ``sqrt-count``, ``count`` or an exponent α: penalty weights
 ``n**α`` per user/item row, ``n`` its training rating count).  ``--init svd`` starts
-from the spectral start (:mod:`fastmf.initialization`).  Best found (mean 0.9055; random
-start 0.9057; uniform best 0.9084; exponents 0.25-0.5 were equally good on validation,
-separate user/item λ, separate bias exponents, float64, Gauss-Newton and ranks above 128
-made no difference)::
+from the spectral start (:mod:`fastmf.initialization`).  The best configuration found
+(results in ``docs/performance.md``)::
 
     python -m bench.newton_folds --ranks 128 256 --regs 1 1.25 --reg-biases 1 --init svd \
         --init-scales 0.01 0.03 --weighting sqrt-count --threads 1 --max-cg 1 \

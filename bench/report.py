@@ -263,13 +263,14 @@ def profile_csr(name: str, rank: int = 32, dtype: str = "float32", threads: Sequ
                 repeat: int = 5, min_time: float = 0.0) -> list[dict]:
     """Kernel-only times of each CSR pass (user side, item side) for loss+grad and hessp.
 
-    Calls :mod:`fastmf.kernels.csr` directly on :attr:`MFObjective.csr_arrays` (uniform
+    Calls the parallel CSR side passes MFObjective runs (:mod:`fastmf.kernels.tiled`, over
+    tiled copies of :attr:`MFObjective.csr_arrays` built here) directly (uniform
     regularisation, biases on), so no API work is included.  Also reports the chunk
     balance (largest chunk's work, ratings plus rows, over the mean) and the effective
     traffic: streamed bytes (CSR index + value, 4 + itemsize bytes a rating) plus the
     gathered other-side rows (``k * itemsize`` bytes a rating, mostly from cache) per second.
     """
-    from fastmf.kernels import csr as K
+    from fastmf.kernels import tiled as K
 
     dt = np.dtype(dtype)
     ratings = load_dataset(name, dt)
@@ -293,18 +294,19 @@ def profile_csr(name: str, rank: int = 32, dtype: str = "float32", threads: Sequ
     }
     out = []
     nnz = ratings.nnz
+    shape = K.tile_shape(k, dt.itemsize)
     for side, (ch, ip, idx, vals, Aa, Bb, a, bo, dA, dB, da, dbo, regw, G, gbias, parts, dl) in sides.items():
         work = np.diff(ip[ch]) + np.diff(ch)
         balance = float(work.max() / work.mean())
         rows_other = n if side == "user" else m
+        T = K.build_tiles(ip, idx, vals, ch, rows_other, *shape)
+        rows, pens = np.empty((len(ch) - 1, k), dt), np.empty(len(ch) - 1)
         for nt in threads:
             with thread_limit(nt, limit_blas=False):
-                tg = best_seconds(lambda: K.grad_side_parallel(ch, ip, idx, vals, Aa, Bb, a, bo, mu, regw, regw,
-                                                               True, False, dl, G, gbias, parts), repeat,
-                                 min_time=min_time)
-                th = best_seconds(lambda: K.hessp_side_parallel(ch, ip, idx, vals, Aa, Bb, dA, dB, a, bo, da, dbo,
-                                                                mu, regw, regw, True, 0, G, gbias), repeat,
-                                 min_time=min_time)
+                tg = best_seconds(lambda: K.side_grad_tiled(T, Aa, Bb, a, bo, mu, regw, regw, True, False, dl, G,
+                                                            gbias, rows, parts, pens), repeat, min_time=min_time)
+                th = best_seconds(lambda: K.side_hessp_tiled(T, Aa, Bb, dA, dB, a, bo, da, dbo, mu, regw, regw,
+                                                             True, 0, G, gbias, rows), repeat, min_time=min_time)
             for op, s, gathered_rows in (("loss+grad", tg, 1), ("hessp", th, 2)):
                 streamed = nnz * (4 + dt.itemsize)
                 gathered = nnz * gathered_rows * k * dt.itemsize

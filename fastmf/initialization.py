@@ -26,18 +26,16 @@ Both initialisations give factor rows of the same mean squared norm
 Why the spectral start: a solver stopped early (validation-based early stopping)
 returns a point on the path from ``x0``; from a small random start each direction of
 the data grows from its random initial projection, so the stopped model depends on
-the seed.  From the spectral start it does not.  On the ml-100k base sets (5-fold CV
-inside each base set, Newton-CG stopped early, ``bench/newton_folds.py``) the
-spectral start at ``scale=0.01`` gave a validation RMSE 0.0006 lower than the best
-random start; fitted to convergence the start hardly matters.
+the seed.  From the spectral start it does not.  On the ml-100k base sets, with
+Newton-CG stopped early (``bench/newton_folds.py``), it validated slightly better than
+the best random start; fitted to convergence the start hardly matters
+(``docs/performance.md``).
 
 Cost: one ARPACK run (``scipy.sparse.linalg.svds``) on the sparse matrix: sparse
 matrix-vector products with each side, :math:`O(\mathrm{nnz})` each (single-threaded),
 plus :math:`O((m+n)k^2)`; memory one float64 copy of the ratings and the factors.
-Measured on the synthetic ML-20M shape (20M ratings, rank 32, quiet machine): 10.8 s
-(PROPACK 8.0 s, LOBPCG did not converge), about as long as a whole Newton-CG fit at
-that size, which is why ``"random"`` stays the default; on an ml-100k base set at rank
-128 it takes 0.3 s.
+At ML-20M scale it takes about as long as a whole Newton-CG fit
+(``docs/performance.md``), which is why ``"random"`` stays the default.
 """
 
 from __future__ import annotations
@@ -51,9 +49,44 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 from ._validation import check_choice, check_nonnegative_float, check_positive_int, check_random_state
 from .data.ratings import Ratings
 
-__all__ = ["INITS", "initial_factors"]
+__all__ = ["INITS", "initial_factors", "random_factors"]
 
 INITS = ("random", "svd")
+
+
+def random_factors(n_users: int, n_items: int, rank: int, std: float, random_state=None,
+                   dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Random starting factors ``(P, Q)``, entries i.i.d. :math:`\\mathcal N(0, \\mathrm{std}^2)`.
+
+    The one random start of fastmf.  ``n_users * rank`` then ``n_items * rank`` standard
+    normals are drawn from the generator in one call (``Generator.standard_normal``) and
+    multiplied by ``std`` in float64, then cast to ``dtype``.  The draws are those of
+    ``rng.normal(0.0, std, size=(n_users, rank))`` followed by
+    ``rng.normal(0.0, std, size=(n_items, rank))`` on the same generator, value for
+    value, so callers written that way get the same factors.
+
+    Parameters
+    ----------
+    n_users, n_items : int >= 0
+    rank : int >= 1
+    std : float >= 0
+        Standard deviation of an entry (``initial_factors`` passes ``scale / sqrt(rank)``).
+    random_state : None, int or numpy Generator
+        A Generator is advanced by ``(n_users + n_items) * rank`` normals.
+    dtype : float dtype
+        Of the returned arrays (``P`` and ``Q`` are views of one contiguous array).
+
+    Returns
+    -------
+    P : ndarray, shape (n_users, rank)
+    Q : ndarray, shape (n_items, rank)
+    """
+    rng = check_random_state(random_state)
+    m, n, k = int(n_users), int(n_items), int(rank)
+    Z = rng.standard_normal((m + n) * k) * std
+    if np.dtype(dtype) != Z.dtype:
+        Z = Z.astype(dtype)
+    return Z[: m * k].reshape(m, k), Z[m * k:].reshape(n, k)
 
 
 def initial_factors(
@@ -109,8 +142,7 @@ def initial_factors(
     rng = check_random_state(random_state)
     m, n = ratings.n_users, ratings.n_items
     if init == "random":
-        Z = rng.standard_normal((m + n) * k) * (scale / np.sqrt(k))
-        return Z[: m * k].reshape(m, k), Z[m * k:].reshape(n, k)
+        return random_factors(m, n, k, scale / np.sqrt(k), rng)
 
     if k >= min(m, n):
         raise ValueError(

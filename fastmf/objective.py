@@ -26,6 +26,8 @@ from .kernels import tiled as _tiled
 from .kernels import _vec
 from .kernels import csr as _csr
 from .kernels._chunks import balanced_chunks
+from .kernels.blocks import gn_diagonal_side
+from .kernels.predict import residuals_codes
 
 __all__ = ["MFObjective"]
 
@@ -113,13 +115,11 @@ class MFObjective:
         side is scattered into one buffer per thread, reduced in a fixed order.
         ``"csr"``: a user-major pass over the canonical triplets and an item-major pass
         over the item-major copy (built once, lazily, in the Ratings object), each
-        recomputing the residuals (DESIGN §3).  ``"coo"`` is the default because it
-        measured about 2x faster: on the ML-20M shape (rank 32, float32, 1 thread)
-        loss+gradient 464 ms vs 906 ms and hessp 820 ms vs 1979 ms
-        (``python -m bench.report --datasets ml-20m --formats csr coo``): it does each
-        rating's dot products once instead of twice and never gathers rows of ``P`` in
-        item order (17.7 MB of P at ML-20M scale does not stay in cache, while the
-        ``n_items x k`` buffers do).
+        recomputing the residuals (DESIGN §3).  ``"coo"`` is the default because it is
+        faster (about 2x at one thread on the ML-20M shape; figures in
+        ``docs/performance.md``): it does each rating's dot products once instead of
+        twice and never gathers rows of ``P`` in item order (17.7 MB of P at ML-20M
+        scale does not stay in cache, while the ``n_items x k`` buffers do).
     n_threads : int or None
         Numba threads used by each call (``None``: all; negative: as scikit-learn's
         ``n_jobs``); applied per call with :func:`fastmf._threading.thread_limit`.
@@ -155,8 +155,9 @@ class MFObjective:
 
     *Determinism*: with ``format="csr"`` the rows are cut into a fixed number of chunks
     of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
-    ``n_threads`` is, and the chunk results are combined in chunk order, so serial,
-    1-thread and 2-thread runs are bit-identical.  With ``format="coo"`` the item side
+    ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
+    and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
+    the ratings in another order and agree to rounding).  With ``format="coo"`` the item side
     is reduced over one buffer per thread in a fixed order and the ratings are visited
     in a tiled order that depends on the thread count: bit-identical for a given thread
     count, equal to rounding otherwise (1e-12 relative in float64).
@@ -170,6 +171,8 @@ class MFObjective:
     rebuilt when the thread count changes; ``format="csr"`` with ``parallel=True`` keeps
     tiled copies of both sides, 16 bytes per rating plus 12 per segment.  The sign loss
     adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
+    :meth:`diag_gauss_newton` reads the item-major copy, which ``format="coo"`` then
+    builds (once, kept by the Ratings: 16 bytes per rating).
     The kernels themselves allocate nothing per rating; per row the objective keeps
     about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
     diagonal) and, for parallel COO, ``n_threads * n_items * (k + 1)`` buffer floats.
@@ -333,7 +336,8 @@ class MFObjective:
         scale : float >= 0
             Root mean squared norm of a factor row.
         init : {"random", "svd"}
-            ``"random"``: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`.
+            ``"random"``: factors drawn i.i.d. :math:`N(0, (\mathrm{scale}/\sqrt{k})^2)`
+            (:func:`fastmf.initialization.random_factors`).
             ``"svd"``: the spectral start of :func:`fastmf.initialization.initial_factors`,
             the top-``k`` singular vectors of the centred targets :math:`r_{ui} - \mu`
             (the signs for the sign loss) scaled by the square roots of their singular
@@ -590,14 +594,14 @@ class MFObjective:
             data = self.loss == "squared"
             R = self.ratings
             if self.format == "csr":
-                with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                    _csr.diag_side(self._user_chunks, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
-                                   self.biases, data, dP, db)
-                    _csr.diag_side(self._item_chunks, self._item_indptr, self._item_users, P, self._regw_i,
-                                   self._regbw_i, self.biases, data, dQ, dc)
-            else:
-                _coo.diag_serial(R.users, R.items, P, Q, self._regw_u, self._regbw_u, self._regw_i, self._regbw_i,
-                                 self.biases, data, dP, dQ, db, dc)
+                ich = self._item_chunks
+            else:  # the item-major copy is built (once, kept by the Ratings) on first use
+                ich = balanced_chunks(R.item_indptr, self._n_chunks)
+            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
+                gn_diagonal_side(self._user_chunks, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
+                                 self.biases, data, dP, db)
+                gn_diagonal_side(ich, R.item_indptr, R.item_users, P, self._regw_i, self._regbw_i, self.biases,
+                                 data, dQ, dc)
             self._diag = D
         return self._diag.astype(self._out_dtype(x), copy=True)
 
@@ -614,10 +618,6 @@ class MFObjective:
             R = self.ratings
             out = np.empty(R.nnz, dtype=self.dtype)
             with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                if self.format == "csr":
-                    _csr.residuals_csr(self._user_chunks, R.user_indptr, R.items, R.values, P, Q, b, c, self._mu,
-                                       self.biases, out)
-                else:
-                    _coo.residuals_coo(R.users, R.items, R.values, P, Q, b, c, self._mu, self.biases, out)
+                residuals_codes(R.users, R.items, R.values, P, Q, b, c, self.mu, self.biases, out)
             self._resid = out
         return self._resid.astype(self._out_dtype(x), copy=True)

@@ -50,6 +50,9 @@ def test_row_chunks_cover_rows():
         assert b[0] == 0 and b[-1] == 6
         assert np.all(np.diff(b) > 0)
     assert row_chunks(np.zeros(1, dtype=np.int64), 4).tolist() == [0]
+    from fastmf.kernels._chunks import balanced_chunks
+
+    assert row_chunks is balanced_chunks  # the one chunking helper
 
 
 @pytest.mark.parametrize("biases", [True, False])
@@ -113,6 +116,30 @@ def test_gn_diagonal_matches_reference(rng):
     gn_diagonal(r.item_indptr, r.item_users, P, r.item_counts.astype(float), 0.5, 0.1, True,
                 row_chunks(r.item_indptr, 2), dQ, dc)
     np.testing.assert_allclose(out, diag, rtol=1e-12, atol=1e-12)
+
+
+def test_gn_diagonal_float32_rounding_order(rng):
+    """float32: data sum first (in rating order), then ``float32(reg) * w``, as the kernel
+    always rounded (the Jacobi preconditioner's bits); ``data_term=False`` writes the
+    penalty only."""
+    from fastmf.kernels.blocks import gn_diagonal_side
+
+    r = small_ratings(rng, dtype=np.float32)
+    f32 = np.float32
+    Q = rng.standard_normal((r.n_items, 3)).astype(f32)
+    w = (np.arange(r.n_users) * 0.37 + 0.2).astype(f32)
+    dP, db = np.empty((r.n_users, 3), f32), np.empty(r.n_users, f32)
+    gn_diagonal(r.user_indptr, r.items, Q, w, 0.3, 0.7, True, row_chunks(r.user_indptr, 3), dP, db)
+    for u in range(r.n_users):
+        acc = np.zeros(3, f32)
+        for j in range(r.user_indptr[u], r.user_indptr[u + 1]):
+            acc = acc + Q[r.items[j]] * Q[r.items[j]]
+        np.testing.assert_array_equal(dP[u], acc + f32(0.3) * w[u])
+        assert db[u] == f32(r.user_indptr[u + 1] - r.user_indptr[u]) + f32(0.7) * w[u]
+    gn_diagonal_side(row_chunks(r.user_indptr, 2), r.user_indptr, r.items, Q, f32(0.3) * w, f32(0.7) * w, True,
+                     False, dP, db)
+    np.testing.assert_array_equal(dP, np.repeat((f32(0.3) * w)[:, None], 3, axis=1))
+    np.testing.assert_array_equal(db, f32(0.7) * w)
 
 
 def test_float32_blocks_stay_float32(rng):

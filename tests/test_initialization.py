@@ -9,7 +9,7 @@ import pytest
 
 import fastmf
 from fastmf import MatrixFactorization, MFObjective, Ratings
-from fastmf.initialization import initial_factors
+from fastmf.initialization import initial_factors, random_factors
 from fastmf.solvers.newton import newton_cg
 
 
@@ -36,6 +36,25 @@ def test_random_matches_the_documented_draw(rng):
     P, Q = initial_factors(R, 4, "random", 0.3, random_state=7)
     z = np.random.default_rng(7).standard_normal((R.n_users + R.n_items) * 4) * (0.3 / 2.0)
     np.testing.assert_array_equal(np.concatenate([P.ravel(), Q.ravel()]), z)
+
+
+def test_random_factors_are_the_callers_normal_draws():
+    """random_factors draws what rng.normal(0, std, (m, k)) then (n, k) would, bit for bit,
+    leaves the generator in the same state, and casts after scaling."""
+    for seed in range(3):
+        g = np.random.default_rng(seed)
+        P0, Q0 = g.normal(0.0, 0.07, size=(13, 4)), g.normal(0.0, 0.07, size=(9, 4))
+        after = g.random()
+        g2 = np.random.default_rng(seed)
+        P, Q = random_factors(13, 9, 4, 0.07, g2)
+        assert g2.random() == after
+        np.testing.assert_array_equal(P, P0)
+        np.testing.assert_array_equal(Q, Q0)
+        P32, Q32 = random_factors(13, 9, 4, 0.07, seed, dtype=np.float32)
+        assert P32.dtype == np.float32 and Q32.shape == (9, 4)
+        np.testing.assert_array_equal(P32, P0.astype(np.float32))
+    P, Q = random_factors(0, 3, 2, 1.0, 0)
+    assert P.shape == (0, 2) and Q.shape == (3, 2)
 
 
 @pytest.mark.parametrize("k", [1, 3, 7])

@@ -1,4 +1,4 @@
-"""Kernels of fastmf.kernels.{csr,coo,_chunks} against the dense reference.
+"""Kernels of fastmf.kernels.{csr,coo,tiled,predict,blocks,_chunks} against the dense reference.
 
 Every kernel (COO/CSR x serial/parallel x float32/float64 x biases on/off x
 uniform/count reg x squared/sign x Gauss-Newton/exact) is checked through
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fastmf.data.ratings import Ratings
 from fastmf.kernels import coo, csr, tiled
-from fastmf.kernels._chunks import balanced_chunks, default_n_chunks
+from fastmf.kernels._chunks import balanced_chunks
 from fastmf.objective import MFObjective
 from fastmf.reference import DenseMF
 
@@ -102,7 +102,6 @@ def test_balanced_chunks_edge_cases():
     for bad_n in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="n_chunks"):
             balanced_chunks(np.array([0, 1]), bad_n)
-    assert default_n_chunks(2) == 32
 
 
 # ---------------------------------------------------------------------------- full grid vs reference
@@ -182,36 +181,38 @@ def _side_args(R, k, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_csr_parallel_bit_identical_to_serial_any_thread_count(dtype):
+def test_csr_tiled_sides_bit_identical_any_thread_count(dtype):
+    """The parallel CSR side passes MFObjective runs (tiled, fixed chunks) give the same bits
+    at one thread and at all threads; closeness to the serial CSR passes is checked by
+    :func:`test_tiled_csr_sides_match_serial_csr`."""
     R = random_ratings(60, 40, 0.3, seed=11, dtype=dtype)
     k = 6
     P, Q, b, c = _side_args(R, k, dtype, 0)
     dP, dQ, db, dc = _side_args(R, k, dtype, 1)
     ch = balanced_chunks(R.item_indptr, 8)
+    nc = len(ch) - 1
+    T = tiled.build_tiles(R.item_indptr, R.item_users, R.item_values, ch, R.n_users, 7, 9)
     rw = np.full(R.n_items, 0.3, dtype=dtype)
     mu = dtype(3.5)
     outs = []
-    for fn_g, fn_h, nt in [(csr.grad_side_serial, csr.hessp_side_serial, 1),
-                           (csr.grad_side_parallel, csr.hessp_side_parallel, 1),
-                           (csr.grad_side_parallel, csr.hessp_side_parallel, numba.config.NUMBA_NUM_THREADS)]:
+    for nt in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(nt)
         try:
             G = np.empty_like(Q)
             gc = np.empty_like(c)
-            parts = np.empty(len(ch) - 1)
-            loss = fn_g(ch, R.item_indptr, R.item_users, R.item_values, Q, P, c, b, mu, rw, rw, True, False, True,
-                        G, gc, parts)
+            loss = tiled.side_grad_tiled(T, Q, P, c, b, mu, rw, rw, True, False, True, G, gc,
+                                         np.empty((nc, k), dtype=dtype), np.empty(nc), np.empty(nc))
             H = np.empty_like(Q)
             hc = np.empty_like(c)
-            fn_h(ch, R.item_indptr, R.item_users, R.item_values, Q, P, dQ, dP, c, b, dc, db, mu, rw, rw, True, 1, H, hc)
+            tiled.side_hessp_tiled(T, Q, P, dQ, dP, c, b, dc, db, mu, rw, rw, True, 1, H, hc,
+                                   np.empty((nc, k), dtype=dtype))
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         assert G.dtype == dtype and H.dtype == dtype
         outs.append((loss, G, gc, H, hc))
-    for other in outs[1:]:
-        assert other[0] == outs[0][0]
-        for a, b_ in zip(outs[0][1:], other[1:]):
-            np.testing.assert_array_equal(a, b_)
+    assert outs[1][0] == outs[0][0]
+    for a, b_ in zip(outs[0][1:], outs[1][1:]):
+        np.testing.assert_array_equal(a, b_)
 
 
 @pytest.mark.parametrize("tile", [(4, 5), (1000, 1000), (1, 1)])
@@ -382,3 +383,34 @@ def test_objective_with_many_tiles_matches_reference(monkeypatch, fmt, dtype, n_
         for T in ([obj._tiles(n_threads)] if fmt == "coo" else obj._csr_tiles()):
             assert T["tile_items"] == 64 and T["tile_users"] == 64
             assert len(T["seg_user"]) > len(T["ubounds"])  # rows really are split over tiles
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("biases", [True, False])
+def test_prediction_family_matches_reference(dtype, biases):
+    """predict_codes, residuals_codes and squared_error_segments (one prediction helper)
+    against the dense reference's residuals."""
+    from fastmf.kernels import sgd as ksgd
+    from fastmf.kernels.predict import predict_codes, residuals_codes, squared_error_segments
+
+    assert ksgd.squared_error_segments is squared_error_segments
+    R = random_ratings(23, 19, 0.3, seed=2, dtype=dtype)
+    ref = DenseMF.from_ratings(R.astype(np.float64), 3, reg=0.0, biases=biases)
+    x = np.random.default_rng(0).standard_normal(ref.n_params).astype(dtype).astype(np.float64)
+    E = ref.residuals(x)[R.users, R.items]
+    P, Q, b, c = (None if a is None else a.astype(dtype) for a in ref.unpack(x))
+    bb, cc = (b, c) if biases else (np.zeros(1, dtype), np.zeros(1, dtype))
+    tol = TOL[dtype]
+    pred = predict_codes(R.users, R.items, P, Q, b, c, ref.mu)
+    assert relerr(R.values - pred, E) <= tol
+    out = np.empty(R.nnz, dtype=dtype)
+    residuals_codes(R.users, R.items, R.values, P, Q, bb, cc, ref.mu, biases, out)
+    np.testing.assert_array_equal(out, (R.values.astype(np.float64) - pred).astype(dtype))
+    seg = np.array([0, 5, 5, R.nnz // 2, R.nnz], dtype=np.int64)
+    sse = np.empty(len(seg) - 1)
+    squared_error_segments(R.users, R.items, R.values, seg, P, Q, bb, cc, ref.mu, biases, sse)
+    direct = R.values.astype(np.float64) - pred
+    np.testing.assert_allclose(sse, [np.sum(direct[seg[s]:seg[s + 1]] ** 2) for s in range(len(seg) - 1)],
+                               rtol=1e-12)
+    assert sse[1] == 0.0
+    assert abs(sse.sum() - float(E @ E)) <= tol * float(E @ E)

@@ -6,18 +6,19 @@ thread waiting for the other, so the parallel kernels ``prange`` over *chunks* o
 consecutive rows whose work is about equal.  The work of a row is its rating
 count plus one (each row also pays for its regularisation term, so empty rows
 are not free).
+
+This is the one row-chunking helper of the kernels: :func:`fastmf.kernels.blocks.row_chunks`
+is an alias of :func:`balanced_chunks`.  Kernels whose rows are independent (the
+Gauss-Newton blocks, the diagonal, ALS) give the same result for any chunking; kernels
+that reduce per chunk (loss partial sums) depend on the boundaries, which depend only on
+``indptr`` and ``n_chunks``, never on the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["balanced_chunks", "default_n_chunks"]
-
-
-def default_n_chunks(n_threads: int, per_thread: int = 16) -> int:
-    """Number of chunks used for ``n_threads`` threads: ``per_thread * n_threads``."""
-    return max(1, int(per_thread) * int(n_threads))
+__all__ = ["balanced_chunks"]
 
 
 def balanced_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
@@ -25,7 +26,8 @@ def balanced_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
 
     The work of rows ``[0, r)`` is :math:`W(r) = \\mathrm{indptr}[r] + r` (ratings plus
     one per row).  Boundary ``t`` is the first row ``r`` with
-    :math:`W(r) \\ge t\\,W(m)/n_\\text{chunks}`; repeated boundaries are merged, so every
+    :math:`W(r) \\ge \\lfloor t\\,W(m)/n_\\text{chunks} \\rfloor` (integer arithmetic,
+    no rounding); repeated boundaries are merged, so every
     chunk holds at least one row.  A single row with many ratings cannot be split, so a
     chunk may exceed the target when one row alone does.
 

@@ -41,8 +41,8 @@ Conventions
   For ALS this gives *a* minimiser of a singular row problem, not the minimum-norm
   one.
 * Rows are processed in ``prange`` over chunks of rows of (roughly) equal rating
-  count (see :func:`row_chunks`); each chunk owns its rows (and its scratch), so the
-  kernels are race-free and the result of each row does not depend on the chunking
+  count (:func:`fastmf.kernels._chunks.balanced_chunks`, alias :data:`row_chunks`);
+  each chunk owns its rows (and its scratch), so the kernels are race-free and the result of each row does not depend on the chunking
   or the thread count.
 * Accumulation happens in the output array's dtype for the preconditioner (float32
   by default: it is an approximation anyway) and in float64 scratch for ALS.
@@ -57,6 +57,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._chunks import balanced_chunks
+
 __all__ = [
     "PIVOT_RTOL",
     "row_chunks",
@@ -64,28 +66,16 @@ __all__ = [
     "factor_blocks",
     "apply_blocks",
     "gn_diagonal",
+    "gn_diagonal_side",
     "als_solve_rows",
 ]
 
 PIVOT_RTOL = 1e-12
 
 
-def row_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
-    """Row boundaries (int64, ascending, first 0 and last ``n_rows``) of up to
-    ``n_chunks`` contiguous chunks holding about equal numbers of ratings.
-
-    Each chunk is additionally charged one unit per row (so that runs of empty rows
-    are spread too).  Empty chunks are removed.
-    """
-    n_rows = indptr.shape[0] - 1
-    if n_rows == 0:
-        return np.zeros(1, dtype=np.int64)
-    n_chunks = max(1, min(int(n_chunks), n_rows))
-    work = indptr.astype(np.int64) + np.arange(n_rows + 1, dtype=np.int64)
-    targets = np.linspace(0, work[-1], n_chunks + 1)[1:-1]
-    cuts = np.searchsorted(work, targets, side="left")
-    bounds = np.unique(np.concatenate(([0], cuts, [n_rows])).astype(np.int64))
-    return bounds
+#: Alias of :func:`fastmf.kernels._chunks.balanced_chunks`, the kernels' one row-chunking
+#: helper (kept under this name for the solver layer).
+row_chunks = balanced_chunks
 
 
 def block_memory(n_users: int, n_items: int, rank: int, biases: bool, dtype) -> int:
@@ -152,7 +142,7 @@ def factor_blocks(indptr, cols, F, w, reg_f, reg_b, biases, chunks, rtol, out, f
     w : (n_rows,) regularisation weights (ones or counts), ``out``'s dtype.
     reg_f, reg_b : λ_f and λ_b.
     biases : bool, whether blocks are augmented by the bias row/column.
-    chunks : int64 row boundaries (:func:`row_chunks`).
+    chunks : int64 row boundaries (:func:`~fastmf.kernels._chunks.balanced_chunks`).
     rtol : relative pivot tolerance.
     out : (n_rows, K, K) output, K = k + biases; lower triangle = L.
     fixed : (len(chunks) - 1,) int64 output, replaced pivots per chunk.
@@ -214,27 +204,44 @@ def apply_blocks(L, rF, rb, biases, chunks, zF, zb):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db):
-    """Diagonal of the Gauss-Newton matrix for one side.
+def gn_diagonal_side(chunks, indptr, cols, F, regw, regbw, biases, data_term, dF, db):
+    r"""One side of the diagonal of the Gauss-Newton matrix (the one diagonal kernel).
 
-    ``dF[u, a] = Σ_{i∈Ω_u} q_ia² + λ_f w_u`` and ``db[u] = n_u + λ_b w_u`` (with biases).
+    :math:`dF_{ua} = \sum_{i\in\Omega_u} q_{ia}^2 + \mathrm{regw}_u` (the data sum first,
+    then the penalty) and :math:`db_u = n_u + \mathrm{regbw}_u` (with ``biases``;
+    ``db`` is not touched otherwise).  ``regw``/``regbw`` are the per-row penalty weights
+    (:math:`\lambda_f w_u`, :math:`\lambda_b w_u`).  With ``data_term=False`` only the
+    penalty is written (the sign loss: its bilinear term has a zero diagonal).  The exact
+    Hessian of the squared loss has the same diagonal (its residual term couples ``p_u``
+    with ``q_i`` only).  Rows are independent: the result does not depend on ``chunks``.
     """
     k = F.shape[1]
     zero = dF.dtype.type(0)
-    lf = dF.dtype.type(reg_f)
-    lb = dF.dtype.type(reg_b)
     for c in numba.prange(chunks.shape[0] - 1):
         for row in range(chunks[c], chunks[c + 1]):
             for a in range(k):
                 dF[row, a] = zero
-            for j in range(indptr[row], indptr[row + 1]):
-                q = F[cols[j]]
-                for a in range(k):
-                    dF[row, a] += q[a] * q[a]
+            if data_term:
+                for j in range(indptr[row], indptr[row + 1]):
+                    q = F[cols[j]]
+                    for a in range(k):
+                        dF[row, a] += q[a] * q[a]
             for a in range(k):
-                dF[row, a] += lf * w[row]
+                dF[row, a] += regw[row]
             if biases:
-                db[row] = dF.dtype.type(indptr[row + 1] - indptr[row]) + lb * w[row]
+                cnt = dF.dtype.type(indptr[row + 1] - indptr[row]) if data_term else zero
+                db[row] = cnt + regbw[row]
+
+
+def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db) -> None:
+    """Diagonal of the Gauss-Newton matrix for one side, penalties ``reg_f * w`` and ``reg_b * w``.
+
+    ``dF[u, a] = Σ_{i∈Ω_u} q_ia² + λ_f w_u`` and ``db[u] = n_u + λ_b w_u`` (with biases):
+    :func:`gn_diagonal_side` with ``regw = dF.dtype.type(reg_f) * w`` (likewise ``regbw``),
+    the products rounded as the kernel used to round them in place.
+    """
+    dt = dF.dtype.type
+    gn_diagonal_side(chunks, indptr, cols, F, dt(reg_f) * w, dt(reg_b) * w, biases, True, dF, db)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

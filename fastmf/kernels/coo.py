@@ -31,15 +31,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
-
-from .csr import _dot
 
 __all__ = [
     "grad_serial",
     "hessp_serial",
-    "diag_serial",
-    "residuals_coo",
 ]
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
@@ -72,8 +67,8 @@ def _grad_block(r0, r1, user_indptr, items, vals, P, Q, b, c, mu, use_biases, si
     """Data part of the gradient for the ratings of users ``r0:r1``; returns the data loss.
 
     Rows are indexed in two dimensions (``P[u, f]``), never taken as views (``P[u]``):
-    a view per rating costs reference counting in the inner loop (27% of the time on
-    ML-1M, rank 32, one thread).
+    a view per rating costs reference counting in the inner loop (a large share of the
+    time: ``docs/performance.md``).
 
     ``gP``/``gb`` rows of these users must hold their penalty part already: the data
     part of a user's row is accumulated in the scratch ``row`` (length k, in L1) and
@@ -208,43 +203,3 @@ def hessp_serial(user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, regw_
     row = np.empty(P.shape[1], dtype=P.dtype)
     _hessp_block(0, P.shape[0], user_indptr, items, vals, P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode,
                  hP, hb, hQ, hc, row)
-
-
-@numba.njit(**_OPTS)
-def diag_serial(users, items, P, Q, regw_u, regbw_u, regw_i, regbw_i, use_biases, data_term, dP, dQ, db, dc):
-    """Diagonal of the Gauss-Newton matrix (see :func:`fastmf.kernels.csr.diag_side`), one serial pass."""
-    k = P.shape[1]
-    for u in range(P.shape[0]):
-        for f in range(k):
-            dP[u, f] = regw_u[u]
-        if use_biases:
-            db[u] = regbw_u[u]
-    for i in range(Q.shape[0]):
-        for f in range(k):
-            dQ[i, f] = regw_i[i]
-        if use_biases:
-            dc[i] = regbw_i[i]
-    if data_term:
-        one = P.dtype.type(1)
-        for j in range(users.shape[0]):
-            u = users[j]
-            i = items[j]
-            for f in range(k):
-                dP[u, f] += Q[i, f] * Q[i, f]
-                dQ[i, f] += P[u, f] * P[u, f]
-            if use_biases:
-                db[u] += one
-                dc[i] += one
-
-
-@numba.njit(parallel=True, **_OPTS)
-def residuals_coo(users, items, vals, P, Q, b, c, mu, use_biases, out):
-    """Residuals :math:`e_{ui} = r_{ui} - \\hat r_{ui}` in triplet order (``prange`` over ratings)."""
-    k = P.shape[1]
-    for j in prange(users.shape[0]):
-        u = users[j]
-        i = items[j]
-        pred = mu + _dot(P[u], Q[i], k)
-        if use_biases:
-            pred += b[u] + c[i]
-        out[j] = vals[j] - pred

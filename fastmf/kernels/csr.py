@@ -49,12 +49,16 @@ float64.  ``mu`` must be a scalar of that dtype.  Without biases pass any arrays
 the dtype (e.g. length 1) for ``a, bo, gb`` (they are not touched).  Kernels assume
 valid input (checked once by :class:`fastmf.objective.MFObjective`).
 
-Parallelism: the ``*_parallel`` drivers ``prange`` over chunks of rows of about equal
-rating count (:func:`fastmf.kernels._chunks.balanced_chunks`); each chunk writes
-only its own rows of the outputs and its own slot of ``loss_parts``, which are then
-summed in chunk order.  Serial and parallel drivers therefore give *bit-identical*
-results for the same ``chunks`` whatever the thread count or scheduling.  Nothing is
-allocated inside a ``prange`` body.
+Chunks: the drivers walk chunks of rows of about equal rating count
+(:func:`fastmf.kernels._chunks.balanced_chunks`); each chunk writes only its own rows of
+the outputs and its own slot of ``loss_parts``, which are then summed in chunk order.
+These are the serial kernels (``MFObjective(format="csr", parallel=False)``); the
+parallel CSR passes are the same loops over a tiled copy of each side
+(:func:`fastmf.kernels.tiled.side_grad_tiled`, :func:`~fastmf.kernels.tiled.side_hessp_tiled`),
+which ``prange`` over the same chunks, so their results do not depend on the thread
+count either.  The Gauss-Newton diagonal is
+:func:`fastmf.kernels.blocks.gn_diagonal_side` and the residuals
+:func:`fastmf.kernels.predict.residuals_codes`.
 
 Memory: the kernels need no extra memory per rating (outputs are O(rows * k));
 the item side streams the item-major copy built by :class:`~fastmf.data.ratings.Ratings`
@@ -65,15 +69,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 __all__ = [
     "grad_side_serial",
-    "grad_side_parallel",
     "hessp_side_serial",
-    "hessp_side_parallel",
-    "diag_side",
-    "residuals_csr",
 ]
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
@@ -83,12 +82,12 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 def _dot(x, y, k):
     """``x[:k] . y[:k]`` in the arrays' dtype.
 
-    The only place fastmath is used, and only the ``reassoc`` and ``contract`` flags
-    (no NaN/inf assumptions): they let LLVM split the sum over SIMD lanes (a tree
-    summation, as accurate as the serial one) and use FMA.  Measured 3x faster than a
-    plain loop and 2x faster than four manual accumulators on the user-side pass
-    (AVX-512 machine, k=32, float32).  The compiled summation order is fixed, so
-    results are deterministic.
+    fastmath here is limited to the ``reassoc`` and ``contract`` flags (no NaN/inf
+    assumptions), as in the hot loops of :mod:`~fastmf.kernels.coo`,
+    :mod:`~fastmf.kernels.tiled` and :mod:`~fastmf.kernels.sgd`: they let LLVM split
+    the sum over SIMD lanes (a tree summation, as accurate as the serial one) and use
+    FMA, several times faster than a plain loop (``docs/performance.md``).  The
+    compiled summation order is fixed, so results are deterministic.
     """
     s = x.dtype.type(0)
     for f in range(k):
@@ -160,20 +159,6 @@ def grad_side_serial(chunks, indptr, idx, vals, A, B, a, bo, mu, regw, regbw, us
     return total
 
 
-@numba.njit(parallel=True, **_OPTS)
-def grad_side_parallel(chunks, indptr, idx, vals, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_loss,
-                       G, gb, loss_parts):
-    """Parallel :func:`grad_side_serial` (``prange`` over chunks; bit-identical to it)."""
-    nc = chunks.shape[0] - 1
-    for ch in prange(nc):
-        loss_parts[ch] = _grad_rows(chunks[ch], chunks[ch + 1], indptr, idx, vals, A, B, a, bo, mu,
-                                    regw, regbw, use_biases, sign, data_loss, G, gb)
-    total = 0.0
-    for ch in range(nc):
-        total += loss_parts[ch]
-    return total
-
-
 @numba.njit(**_OPTS)
 def _hessp_rows(r0, r1, indptr, idx, vals, A, B, dA, dB, a, bo, da, dbo, mu, regw, regbw, use_biases, mode,
                 H, hb):
@@ -230,61 +215,3 @@ def hessp_side_serial(chunks, indptr, idx, vals, A, B, dA, dB, a, bo, da, dbo, m
     for ch in range(chunks.shape[0] - 1):
         _hessp_rows(chunks[ch], chunks[ch + 1], indptr, idx, vals, A, B, dA, dB, a, bo, da, dbo, mu,
                     regw, regbw, use_biases, mode, H, hb)
-
-
-@numba.njit(parallel=True, **_OPTS)
-def hessp_side_parallel(chunks, indptr, idx, vals, A, B, dA, dB, a, bo, da, dbo, mu, regw, regbw, use_biases,
-                        mode, H, hb):
-    """Parallel :func:`hessp_side_serial` (``prange`` over chunks; bit-identical to it)."""
-    for ch in prange(chunks.shape[0] - 1):
-        _hessp_rows(chunks[ch], chunks[ch + 1], indptr, idx, vals, A, B, dA, dB, a, bo, da, dbo, mu,
-                    regw, regbw, use_biases, mode, H, hb)
-
-
-@numba.njit(parallel=True, **_OPTS)
-def diag_side(chunks, indptr, idx, B, regw, regbw, use_biases, data_term, D, db):
-    r"""One side of the diagonal of the Gauss-Newton matrix.
-
-    :math:`D_{uf} = \lambda w_u + \sum_{i\in\Omega_u} q_{if}^2` and
-    :math:`db_u = \lambda_b w_u + |\Omega_u|` (with biases).  With
-    ``data_term=False`` only the regularisation part is written (the sign loss,
-    whose bilinear term has a zero diagonal).  The exact Hessian of the squared loss
-    has the same diagonal (its extra term couples ``p_u`` with ``q_i`` only).
-    """
-    k = B.shape[1]
-    for ch in prange(chunks.shape[0] - 1):
-        for u in range(chunks[ch], chunks[ch + 1]):
-            Du = D[u]
-            rw = regw[u]
-            for f in range(k):
-                Du[f] = rw
-            if data_term:
-                for j in range(indptr[u], indptr[u + 1]):
-                    Bi = B[idx[j]]
-                    for f in range(k):
-                        Du[f] += Bi[f] * Bi[f]
-            if use_biases:
-                cnt = D.dtype.type(indptr[u + 1] - indptr[u])
-                db[u] = regbw[u] + cnt if data_term else regbw[u]
-
-
-@numba.njit(parallel=True, **_OPTS)
-def residuals_csr(chunks, indptr, idx, vals, A, B, a, bo, mu, use_biases, out):
-    """Residuals :math:`e_{ui} = r_{ui} - \\hat r_{ui}` of one side, in its storage order.
-
-    ``out[j]`` is the residual of the ``j``-th stored rating (canonical order on the
-    user side).
-    """
-    k = A.shape[1]
-    for ch in prange(chunks.shape[0] - 1):
-        for u in range(chunks[ch], chunks[ch + 1]):
-            Au = A[u]
-            base = mu
-            if use_biases:
-                base = mu + a[u]
-            for j in range(indptr[u], indptr[u + 1]):
-                i = idx[j]
-                pred = base + _dot(Au, B[i], k)
-                if use_biases:
-                    pred += bo[i]
-                out[j] = vals[j] - pred

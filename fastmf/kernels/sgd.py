@@ -42,24 +42,27 @@ The epoch kernels also return the training error *as they go*: every update adds
 that block); summing the slots in block order gives a total that does not depend on
 the thread count.  This is LIBMF's "tr-loss": an estimate of the epoch's squared error
 that costs one conversion and one FMA an update instead of a second random-access
-pass over the ratings (:func:`squared_error_segments`, kept for the exact loss).
+pass over the ratings (:func:`fastmf.kernels.predict.squared_error_segments`, re-exported
+here, kept for the exact loss).
 
-Performance notes (measured on AMD EPYC Zen 4, rank 32 float32, ML-20M shape)
------------------------------------------------------------------------------
+Performance notes (figures: ``docs/performance.md``)
+---------------------------------------------------
 * The update loop is bound by the latency of fetching two random factor rows and
   two row records per rating.  The kernel prefetches the rows of the rating
   :data:`PREFETCH_DISTANCE` positions ahead (both ends of each factor row, which
   covers a 128-byte row in two cache lines when rows are 64-byte aligned: the solver
   allocates its working ``P``, ``Q`` and row records 64-byte aligned).  Prefetch plus
-  alignment (with the points below): 30 -> 45M updates/s on one core, 57 -> 90M/s on
-  two (adaptive schedule, quiet machine, ``python -m bench.sgd_throughput``).
+  alignment (with the points below) gave about 1.5x the update rate
+  (``python -m bench.sgd_throughput``).
 * Rows are indexed as ``P[u, f]`` (no row views: a view costs reference-count
   calls per update), ``error_model="numpy"`` (no ZeroDivisionError check on
   ``lr / sqrt(G)``; ``G >= 1`` anyway, and a non-finite value is caught by the
   solver's divergence guard), and ``reassoc`` fastmath so the ``k`` loops vectorise.
   ``nnan``/``ninf`` are *not* set, so ``isfinite`` checks keep their meaning.
 
-All arithmetic runs in the factors' dtype; the loss kernels accumulate in float64.
+All arithmetic runs in the factors' dtype; the loss kernels accumulate in float64 (the
+exact squared error is :func:`fastmf.kernels.predict.squared_error_segments`: its
+predictions are those of :func:`fastmf.kernels.predict.predict_codes`).
 Kernels assume valid input (validation happens once, in Python).
 """
 
@@ -75,6 +78,7 @@ from numba.extending import intrinsic
 
 from ._rng import GOLDEN as _GOLDEN
 from ._rng import mix64 as _mix64
+from .predict import squared_error_segments  # the exact loss, re-exported (in __all__)
 
 __all__ = [
     "block_layout",
@@ -308,27 +312,6 @@ def sgd_epoch_hogwild(bu, bi, bv, chunk_ptr, P, Q, AU, AI, mu, lr, reg, reg_b, i
 
 
 # ---------------------------------------------------------------------------- loss
-@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
-def squared_error_segments(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, out):
-    """``out[s] = sum (r - r_hat)^2`` over segment ``s`` of the ratings, in float64
-    (dot products too).  Sum ``out`` in order for a thread-independent total."""
-    k = P.shape[1]
-    for s in prange(seg_ptr.shape[0] - 1):
-        acc = 0.0
-        for j in range(seg_ptr[s], seg_ptr[s + 1]):
-            u = bu[j]
-            i = bi[j]
-            dot = 0.0
-            for f in range(k):
-                dot += np.float64(P[u, f]) * np.float64(Q[i, f])
-            pred = mu + dot
-            if use_biases:
-                pred += np.float64(b[u]) + np.float64(c[i])
-            e = np.float64(bv[j]) - pred
-            acc += e * e
-        out[s] = acc
-
-
 @numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
 def penalty_chunks(P, b, w, use_biases, chunk_ptr, out_f, out_b):
     """Per chunk of rows: ``out_f[ch] = sum w_u |p_u|^2`` and ``out_b[ch] = sum w_u b_u^2``

@@ -34,10 +34,10 @@ in the fixed order ``t = 0, 1, ...``.  Same inputs and block count give bit-iden
 results.  The hot loop is written inside the ``prange`` body, with two-dimensional
 (and three-dimensional, for the buffers) indexing and no array views or calls:
 numba then proves the arrays do not alias and marks them ``noalias``, which lets LLVM
-drop its runtime overlap checks (about 15% on ML-20M).  The gradient
-pass processes four ratings of a segment per step (one load of the user's row for four
-dot products, a quarter of the scratch-row updates; ML-20M, one thread: 9% faster with
-two than with one, 8-14% more with four), the Hessian product two (four was no faster).
+drop its runtime overlap checks.  The gradient pass processes four ratings of a segment
+per step (one load of the user's row for four dot products, a quarter of the
+scratch-row updates), the Hessian product two (four was no faster).  Measured gains of
+these choices and of the tile shape: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -64,12 +64,10 @@ def tile_shape(rank: int, itemsize: int) -> tuple[int, int]:
     """``(tile_users, tile_items)`` for factors of ``rank`` entries of ``itemsize`` bytes.
 
     ``tile_items = 256 KiB / (rank * itemsize)`` (2,048 items at rank 32 in float32)
-    and ``tile_users = 2 MiB / (rank * itemsize)`` (16,384 users), each at least 64.
-    They were chosen on the ML-20M shape (rank 32, one thread).  With a simple loop,
-    tiles of 2,048 items and 16,384 users took 300 ms against 403 ms untiled (4,096 x
-    2,048: 344 ms, 8,192 x 4,096: 325 ms); with the final inline loop of this module the
-    gain is smaller, gradient 245 against 261 ms untiled and Gauss-Newton product 288
-    against 323 ms (4,096-item tiles: 244 and 292 ms).
+    and ``tile_users = 2 MiB / (rank * itemsize)`` (16,384 users), each at least 64:
+    the item rows a tile touches (``Q`` and the buffer) stay in a 1 MiB L2.  They were
+    chosen by timing a few shapes on the ML-20M shape (rank 32, one thread;
+    ``docs/performance.md``).
     """
     row = max(1, int(rank) * int(itemsize))
     return max(64, TILE_USER_BYTES // row), max(64, TILE_ITEM_BYTES // row)
@@ -529,9 +527,8 @@ def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u,
 # rows) segments.  The passes are the COO kernels above with ``scatter=False``: each chunk writes
 # only its own rows, no buffers.  With the chunks fixed
 # (MFObjective uses 16 per thread of numba's maximum, at least 32) the results do not depend on the
-# thread count.  Measured on ML-20M (rank 32, float32, 2 threads, through MFObjective): tiles cut
-# the Hessian product from 503 to 287 ms (it gathers two rows per rating, B and dB: 35 MB on the
-# item side) while the gradient, which gathers one, is about even (217 untiled, 206 tiled).
+# thread count.  Tiling pays most for the Hessian product, which gathers two rows per rating (B and
+# dB); the gradient gathers one (figures in docs/performance.md).
 
 
 def _no_buffers(dtype):
@@ -541,8 +538,8 @@ def _no_buffers(dtype):
 
 def side_grad_tiled(tiles, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_loss, G, gb, rows, loss_parts,
                     pen_parts) -> float:
-    """One side of the loss and gradient (as :func:`fastmf.kernels.csr.grad_side_parallel`) over
-    a tiled layout of that side; returns the side's loss share (float64).
+    """One side of the loss and gradient (as :func:`fastmf.kernels.csr.grad_side_serial`) over
+    a tiled layout of that side, in parallel; returns the side's loss share (float64).
 
     ``tiles`` from :func:`build_tiles` with the side's CSR arrays and its row chunks;
     ``rows`` (n_chunks, >= k), ``loss_parts`` and ``pen_parts`` (n_chunks,) are scratch.
@@ -563,8 +560,8 @@ def side_grad_tiled(tiles, A, B, a, bo, mu, regw, regbw, use_biases, sign, data_
 
 
 def side_hessp_tiled(tiles, A, B, dA, dB, a, bo, da, dbo, mu, regw, regbw, use_biases, mode, H, hb, rows) -> None:
-    """One side of a Hessian-vector product (as :func:`fastmf.kernels.csr.hessp_side_parallel`)
-    over a tiled layout of that side; writes ``H`` and ``hb``."""
+    """One side of a Hessian-vector product (as :func:`fastmf.kernels.csr.hessp_side_serial`)
+    over a tiled layout of that side, in parallel; writes ``H`` and ``hb``."""
     nobuf, nobufc = _no_buffers(A.dtype)
     _prepare_hessp(tiles["ubounds"], dA, da, regw, regbw, use_biases, H, hb, False, nobuf, nobufc)
     _hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
