@@ -15,13 +15,26 @@ from . import datasets, metrics, model_selection, reference
 from .data.movielens import load_ml100k_fold, load_movielens, load_ratings_file
 from .data.ratings import Ratings
 from .data.splits import per_user_split, temporal_split, train_test_split
-from .model import MatrixFactorization, NotFittedError, UnknownIdWarning, as_ratings
+from .data.convert import as_ratings
+from .exceptions import (
+    ConvergenceWarning,
+    DivergenceError,
+    FastMFDeprecationWarning,
+    NotFittedError,
+    UnknownIdWarning,
+)
+from .model import MatrixFactorization
 from .objective import MFObjective
+from .problem import MFProblem
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvergenceWarning",
+    "DivergenceError",
+    "FastMFDeprecationWarning",
     "MFObjective",
+    "MFProblem",
     "MatrixFactorization",
     "NotFittedError",
     "UnknownIdWarning",

@@ -349,7 +349,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .model import UnknownIdWarning
+    from .exceptions import UnknownIdWarning
 
     model = _load_model(args.model)
     with _about(args.model), warnings.catch_warnings(record=True) as caught:
@@ -366,7 +366,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from .model import UnknownIdWarning
+    from .exceptions import UnknownIdWarning
 
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
@@ -622,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    from .model import NotFittedError
+    from .exceptions import NotFittedError
 
     try:
         return int(args.func(args) or 0)

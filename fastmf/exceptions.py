@@ -1,12 +1,31 @@
-"""Public errors and warnings of fastmf's solver layer, in one module.
+"""Every public error and warning of fastmf, in one module (all exported from ``fastmf``).
 
 They are re-exported from their historical modules (``fastmf.solvers.newton.ConvergenceWarning``,
-``fastmf.solvers.sgd.DivergenceError``), so existing imports keep working.
+``fastmf.solvers.sgd.DivergenceError``, ``fastmf.model.NotFittedError``...), so existing
+imports keep working; the documented path is ``fastmf.<Name>``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "DivergenceError", "FastMFDeprecationWarning"]
+__all__ = [
+    "ConvergenceWarning",
+    "DivergenceError",
+    "FastMFDeprecationWarning",
+    "NotFittedError",
+    "UnknownIdWarning",
+]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used before :meth:`MatrixFactorization.fit` (or :meth:`load`).
+
+    A subclass of ``AttributeError`` too, so ``hasattr(model, "user_factors_")`` is False
+    on an unfitted model (scikit-learn's convention).
+    """
+
+
+class UnknownIdWarning(UserWarning):
+    """Some predictions used the unknown-id fallback (see ``MatrixFactorization(unknown=...)``)."""
 
 
 class ConvergenceWarning(UserWarning):

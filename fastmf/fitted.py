@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .data.ids import IdIndex
+from .exceptions import NotFittedError, UnknownIdWarning  # noqa: F401  (re-exported: the old path)
 
 __all__ = ["FactorModel", "NotFittedError", "UnknownIdWarning"]
 
@@ -39,14 +40,6 @@ __all__ = ["FactorModel", "NotFittedError", "UnknownIdWarning"]
 # Defined here, the leaf of the model modules (serving, fold-in and the estimator all
 # raise or warn with them); ``fastmf.model`` re-exports both.  Meant to move to a
 # common exceptions module.
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before :meth:`MatrixFactorization.fit` (or :meth:`load`)."""
-
-
-class UnknownIdWarning(UserWarning):
-    """Some predictions used the unknown-id fallback (see ``unknown=``)."""
-
-
 @dataclass(frozen=True, eq=False)
 class FactorModel:
     """A fitted biased matrix factorization (see the module docstring).

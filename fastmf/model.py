@@ -60,7 +60,7 @@ import inspect
 import logging
 import numbers
 import os
-import sys
+
 import time
 import warnings
 from pathlib import Path
@@ -81,7 +81,8 @@ from ._validation import (
 )
 from .data import convert as _convert
 from .data.ratings import Ratings
-from .fitted import FactorModel, NotFittedError, UnknownIdWarning
+from .exceptions import FastMFDeprecationWarning, NotFittedError, UnknownIdWarning
+from .fitted import FactorModel
 from .initialization import INITS
 from .persistence import FORMAT_VERSION
 from .solvers._base import CallbackList
@@ -110,12 +111,8 @@ def __getattr__(name: str):
     """Deprecated names of this module, still served for one release (PEP 562)."""
     if name in _MOVED:
         module, attr, instead = _MOVED[name]
-        # fastmf/__init__.py still re-exports as_ratings from here (it is not ours to edit):
-        # that internal import must not warn at every `import fastmf`.  Remove this
-        # exemption once it imports from fastmf.data.convert.
-        if sys._getframe(1).f_globals.get("__name__") != "fastmf":
-            warnings.warn(f"fastmf.model.{name} is deprecated and will be removed in the next release; "
-                          f"use {instead}", DeprecationWarning, stacklevel=2)
+        warnings.warn(f"fastmf.model.{name} is deprecated and will be removed in the next release; "
+                      f"use {instead}", FastMFDeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -74,7 +74,7 @@ from .data.splits import (
     temporal_order,
 )
 from .metrics import ranking_metrics
-from .model import as_ratings
+from .data.convert import as_ratings
 
 __all__ = [
     "CVResults",

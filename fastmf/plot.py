@@ -220,7 +220,7 @@ def plot_matrices(
     import warnings
 
     from .data.ratings import Ratings
-    from .model import UnknownIdWarning
+    from .exceptions import UnknownIdWarning
 
     if not isinstance(ratings, Ratings):
         raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")

@@ -14,7 +14,7 @@ import pytest
 
 from fastmf.data.ratings import Ratings
 from fastmf.data.synthetic import synthetic
-from fastmf.model import MatrixFactorization, UnknownIdWarning
+from fastmf import MatrixFactorization, UnknownIdWarning
 from fastmf.solvers.registry import SOLVERS as REGISTRY
 from fastmf.solvers.registry import get_solver_spec
 

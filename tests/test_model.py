@@ -13,7 +13,7 @@ import pytest
 from fastmf._packing import pack
 from fastmf.data.ratings import Ratings
 from fastmf.data.synthetic import synthetic
-from fastmf.model import MatrixFactorization, NotFittedError, UnknownIdWarning, as_ratings
+from fastmf import MatrixFactorization, NotFittedError, UnknownIdWarning, as_ratings
 from fastmf.reference import DenseMF
 
 FAST = dict(solver="sgd", max_iter=2, progress=False, random_state=0)
