@@ -249,6 +249,8 @@ def fit_input(X, y, name: str = "X"):
             raise TypeError(f"{name} looks like (user, item) pairs: pass the ratings as y "
                             f"(fit(X, y)); got y=None")
         return X
+    if _is_column_tuple(X) and len(X) == 2:
+        pairs(X, name)  # raises, pointing to np.column_stack
     if isinstance(X, Ratings) or sp.issparse(X) or _is_column_tuple(X):
         raise TypeError(f"y must be None when {name} carries the ratings ({type(X).__name__}); with y, {name} "
                         "holds (user, item) pairs, shape (n, 2).  (eval_set is keyword-only: fit(X, eval_set=...))")

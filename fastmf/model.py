@@ -579,9 +579,9 @@ class MatrixFactorization:
         scikit-learn's convention, so that ``GridSearchCV``, ``cross_val_score``...
         with the default ``scoring`` pick the lowest RMSE; ``-score`` is
         ``evaluate(X, y)["rmse"]`` exactly, and the same number as scikit-learn's
-        ``"neg_root_mean_squared_error"`` scorer on pairs.  Not R\ :sup:`2`
-        (``RegressorMixin``'s): RMSE is what rating prediction is judged by, and a
-        mean of per-fold R\ :sup:`2` weighs folds by their rating variance.
+        ``"neg_root_mean_squared_error"`` scorer on pairs.  Not R² (``RegressorMixin``'s):
+        RMSE is what rating prediction is judged by, and the mean of per-fold R²
+        that a search ranks by weighs each fold's error by its rating variance.
         fastmf 0.1's ``score`` returned the RMSE itself.
         """
         return -self.evaluate(X, y, unknown=unknown, clip=clip)["rmse"]
