@@ -1,9 +1,15 @@
-"""scikit-learn's estimator protocol for :class:`~fastmf.model.MatrixFactorization`, without scikit-learn.
+r"""scikit-learn's estimator protocol for :class:`~fastmf.model.MatrixFactorization`, without scikit-learn.
 
 scikit-learn is optional at run time, so the estimator does not inherit
-``sklearn.base.BaseEstimator``: it implements the protocol itself, and this module
-holds the pieces (none imports scikit-learn except :func:`sklearn_tags`, which only
-scikit-learn calls):
+``sklearn.base.BaseEstimator`` (and ``RegressorMixin``): a base class that exists
+only when scikit-learn is importable would make the class depend on the
+environment (its MRO; its ``repr``; its pickles, which ``BaseEstimator`` stamps
+with the scikit-learn version and checks on loading, next to the estimator's own
+``__setstate__`` for old pickles), and ``RegressorMixin``'s R\ :sup:`2` score and
+"y required" tags are not this estimator's anyway.  The protocol is small, so it is
+implemented completely instead: ``clone``, the searches, cross-validation and
+``Pipeline`` need nothing more.  This module holds the pieces (none imports
+scikit-learn except :func:`sklearn_tags`, which only scikit-learn calls):
 
 * :func:`get_params` / :func:`set_params`: constructor parameters, with the nested
   ``<param>__<sub>`` names of parameters that are estimators themselves, as

@@ -193,17 +193,14 @@ class MatrixFactorization:
     ``__init__`` only stores the parameters (as scikit-learn estimators do);
     :meth:`fit` validates them before any work.
 
-    A scikit-learn estimator (``clone``, ``GridSearchCV``, ``RandomizedSearchCV``,
-    ``cross_val_score``, ``Pipeline``; scikit-learn >= 1.6) that does not need
-    scikit-learn: it implements the estimator protocol itself (``get_params``,
-    ``set_params``, ``__sklearn_tags__``, ``__sklearn_is_fitted__``) instead of
-    inheriting ``BaseEstimator`` only when scikit-learn is importable (see
-    :mod:`fastmf._sklearn` for why and for the tags).  scikit-learn's splitters
-    index ``X`` (and ``y``) by rows, so give it a DataFrame of ratings
-    (``search.fit(df)``) or ``(user, item)`` pairs and their ratings
-    (``search.fit(pairs, ratings)``); shuffle the folds (``KFold(shuffle=True)``)
-    when the rows are sorted by user.  :meth:`score` is the *negative* RMSE
-    (higher is better), so the default scoring picks the most accurate model.
+    A scikit-learn estimator (``clone``, searches, ``cross_val_score``, ``Pipeline``;
+    scikit-learn >= 1.6) that does not need scikit-learn: it implements the protocol
+    (``get_params``, ``set_params``, ``__sklearn_tags__``...) rather than inherit
+    ``BaseEstimator`` when importable (see :mod:`fastmf._sklearn` for why).  The
+    splitters index ``X`` and ``y`` by rows: give them a DataFrame of ratings
+    (``search.fit(df)``) or ``(user, item)`` pairs and ratings (``.fit(pairs, y)``),
+    shuffled (``KFold(shuffle=True)``) when sorted by user.  :meth:`score` is the
+    *negative* RMSE (higher is better), as the default scoring needs.
 
     Parameters
     ----------
@@ -362,11 +359,7 @@ class MatrixFactorization:
         self.solver_options = solver_options
 
     # ------------------------------------------------------------------ parameters (scikit-learn protocol)
-    # Not a sklearn.base.BaseEstimator subclass: scikit-learn is optional, and a base class that
-    # exists only when it is importable would make the class (its MRO, repr, pickled state: the
-    # BaseEstimator pickle carries and checks a scikit-learn version) depend on the environment.
-    # The protocol is small and implemented here completely (fastmf._sklearn); scikit-learn's
-    # clone, search, cross-validation and Pipeline need nothing else.
+    # implemented, not inherited from BaseEstimator: see fastmf._sklearn for why
     @classmethod
     def _get_param_names(cls) -> list[str]:
         return _sk.param_names(cls)
