@@ -40,7 +40,7 @@ def main(argv=None) -> None:
         elapsed = time.perf_counter() - t
         res = model.result_
         print(f"{solver:7s} fit {elapsed:6.1f}s  {res.nit} iterations ({res.status.name})  "
-              f"held-out RMSE {model.score(test):.4f}", flush=True)
+              f"held-out RMSE {model.evaluate(test)['rmse']:.4f}", flush=True)
 
 
 if __name__ == "__main__":

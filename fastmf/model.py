@@ -56,7 +56,6 @@ and otherwise to the observed ``[min, max]`` of the training ratings (stored as
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import numbers
 import os
@@ -68,6 +67,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from . import _sklearn as _sk
 from . import foldin, persistence, serving
 from ._packing import pack, unpack
 from ._threading import resolve_n_threads, thread_limit
@@ -189,6 +189,15 @@ class MatrixFactorization:
 
     ``__init__`` only stores the parameters (as scikit-learn estimators do);
     :meth:`fit` validates them before any work.
+
+    A scikit-learn estimator (``clone``, searches, ``cross_val_score``, ``Pipeline``;
+    scikit-learn >= 1.6) that does not need scikit-learn: it implements the protocol
+    (``get_params``, ``set_params``, ``__sklearn_tags__``...) rather than inherit
+    ``BaseEstimator`` when importable (see :mod:`fastmf._sklearn` for why).  The
+    splitters index ``X`` and ``y`` by rows: give them a DataFrame of ratings
+    (``search.fit(df)``) or ``(user, item)`` pairs and ratings (``.fit(pairs, y)``),
+    shuffled (``KFold(shuffle=True)``) when sorted by user.  :meth:`score` is the
+    *negative* RMSE (higher is better), as the default scoring needs.
 
     Parameters
     ----------
@@ -346,60 +355,58 @@ class MatrixFactorization:
         self.clip = clip
         self.solver_options = solver_options
 
-    # ------------------------------------------------------------------ parameters
+    # ------------------------------------------------------------------ parameters (scikit-learn protocol)
+    # implemented, not inherited from BaseEstimator: see fastmf._sklearn for why
     @classmethod
     def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        return _sk.param_names(cls)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (as stored; scikit-learn's ``clone`` relies on this)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
+        """Constructor parameters, as stored (scikit-learn's ``clone`` relies on this).
+
+        With ``deep``, a parameter that is itself an estimator also contributes its
+        parameters as ``<name>__<sub>``.
+        """
+        return _sk.get_params(self, deep)
 
     def set_params(self, **params) -> "MatrixFactorization":
-        """Set constructor parameters; unknown names raise ``ValueError``.  Returns ``self``."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for MatrixFactorization; valid parameters: {valid}")
-            setattr(self, key, value)
-        return self
+        """Set constructor parameters (``<name>__<sub>`` for nested ones), unchecked until
+        :meth:`fit`; unknown names raise ``ValueError``.  Returns ``self``."""
+        return _sk.set_params(self, params)
 
     def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        parts = []
-        for name, p in sig.parameters.items():
-            if name == "self":
-                continue
-            value = getattr(self, name)
-            default = p.default
-            try:
-                same = value is default or (type(value) is type(default) and value == default)
-            except Exception:  # arrays and other odd values
-                same = False
-            if name == "dtype":
-                try:
-                    same = np.dtype(value) == np.dtype(default)
-                    value = np.dtype(value).name if same is False else value
-                except TypeError:
-                    pass
-            if not same:
-                parts.append(f"{name}={value!r}")
-        return f"MatrixFactorization({', '.join(parts)})"
+        return _sk.estimator_repr(self)
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (``sklearn.utils.Tags``, scikit-learn >= 1.6): see :func:`fastmf._sklearn.sklearn_tags`."""
+        return _sk.sklearn_tags(self)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether :meth:`fit` or :meth:`load` gave a model (``sklearn.utils.validation.check_is_fitted``)."""
+        try:
+            self._fitted()
+        except NotFittedError:
+            return False
+        return True
 
     def _validated_params(self) -> dict[str, Any]:
         """Check every parameter; return the normalised values.  Raises before any work."""
         return _validated_params(self)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, eval_set=None, *, warm_start: bool = False) -> "MatrixFactorization":
-        r"""Fit the factors to the ratings ``X``.
+    def fit(self, X, y=None, *, eval_set=None, warm_start: bool = False) -> "MatrixFactorization":
+        r"""Fit the factors to the ratings ``X`` (or to the pairs ``X`` rated ``y``).
 
         Parameters
         ----------
-        X : Ratings, DataFrame, scipy sparse matrix or (users, items, ratings)
-            Training ratings with raw ids (see :func:`fastmf.as_ratings`).
-        eval_set : same forms, optional
+        X : Ratings, DataFrame, scipy sparse matrix, (users, items, ratings), or pairs
+            With ``y=None``: training ratings with raw ids (see
+            :func:`fastmf.as_ratings`).  With ``y``: the ``(user, item)`` pairs, an
+            array-like of shape ``(n, 2)`` or a DataFrame with user/item columns
+            (see :mod:`fastmf._sklearn`), as scikit-learn's splitters produce them.
+        y : array-like of shape (n,), optional
+            The ratings of the pairs ``X``; ``None`` when ``X`` carries them.
+        eval_set : ratings (any ``y=None`` form of ``X``), optional, keyword-only
             Held-out ratings whose RMSE is recorded each iteration (``val_rmse``
             in ``history_``) and drives ``early_stopping``.  They are mapped into
             the training code space; ratings of users or items unknown to
@@ -420,7 +427,8 @@ class MatrixFactorization:
         Raises
         ------
         TypeError, ValueError
-            A bad parameter (named) or bad input, before any work.
+            A bad parameter (named) or bad input, before any work; ``y`` with an
+            ``X`` that carries ratings, or pairs without ``y``.
         """
         t0 = time.perf_counter()
         p = self._validated_params()
@@ -438,7 +446,7 @@ class MatrixFactorization:
             if fitted.biases != p["biases"]:
                 raise ValueError(f"warm_start needs the same biases setting as the fitted model (biases={p['biases']})")
 
-        train = _convert.as_ratings(X, p["dtype"], name="X")
+        train = _convert.as_ratings(_sk.fit_input(X, y), p["dtype"], name="X")
         x0 = None
         if warm_start:
             train, x0 = _warm_start_point(fitted, train, p)
@@ -529,27 +537,44 @@ class MatrixFactorization:
             raise TypeError(f"clip must be a bool, got {c!r}")
         return fm.rating_scale if c else None
 
-    def predict(self, users, items, *, unknown: str | None = None, clip: bool | None = None):
+    def predict(self, users, items=None, *, unknown: str | None = None, clip: bool | None = None):
         r"""Predicted ratings :math:`\hat r = \mu + b_u + c_i + p_u \cdot q_i` for raw ids.
 
-        ``users`` and ``items``: raw ids or 1-D arrays (a scalar is broadcast); ``unknown``
-        and ``clip`` override the estimator's for this call.  A float when both are
-        scalars.  See :func:`fastmf.serving.predict`.
+        Two forms: ``predict(users, items)``, raw ids or 1-D arrays (a scalar is
+        broadcast; a float when both are scalars), and scikit-learn's
+        ``predict(X)``, ``X`` the ``(user, item)`` pairs: an array-like of shape
+        ``(n, 2)`` or a DataFrame with user/item columns (a rating column is not
+        read), giving an array.  ``unknown`` and ``clip`` override the estimator's
+        for this call.  See :func:`fastmf.serving.predict`.
         """
         fm = self._fitted()
         policy, rng_ = self._unknown_policy(unknown), self._clip_range(fm, clip)
+        if items is None:
+            if np.ndim(users) < 2:
+                raise TypeError("predict needs items: predict(users, items), or predict(X) with X the (user, item) "
+                                "pairs, shape (n, 2), or a DataFrame with user/item columns")
+            users, items = _sk.pairs(users, "X")
         return serving.predict(fm, users, items, unknown=policy, clip=rng_, n_threads=self.n_threads, stacklevel=3)
 
-    def evaluate(self, X, *, unknown: str | None = None, clip: bool | None = None) -> dict[str, Any]:
-        """RMSE and MAE on ratings ``X`` (any accepted form): dict with ``rmse``, ``mae``,
-        ``n`` (pairs scored) and ``n_unknown``; see :func:`fastmf.serving.evaluate`."""
+    def evaluate(self, X, y=None, *, unknown: str | None = None, clip: bool | None = None) -> dict[str, Any]:
+        """RMSE and MAE on ratings ``X`` (any ``fit`` form, e.g. pairs ``X`` rated ``y``): dict with
+        ``rmse``, ``mae``, ``n`` (pairs scored) and ``n_unknown``; see :func:`fastmf.serving.evaluate`."""
         fm = self._fitted()
         policy, rng_ = self._unknown_policy(unknown), self._clip_range(fm, clip)
-        return serving.evaluate(fm, X, unknown=policy, clip=rng_, n_threads=self.n_threads)
+        return serving.evaluate(fm, _sk.scoring_input(X, y), unknown=policy, clip=rng_, n_threads=self.n_threads)
 
-    def score(self, X, *, unknown: str | None = None, clip: bool | None = None) -> float:
-        """RMSE on ratings ``X`` (lower is better; see :meth:`evaluate` for MAE and counts)."""
-        return self.evaluate(X, unknown=unknown, clip=clip)["rmse"]
+    def score(self, X, y=None, *, unknown: str | None = None, clip: bool | None = None) -> float:
+        """Negative RMSE on ratings ``X`` (pairs ``X`` rated ``y``, or ``y=None``): higher is better.
+
+        scikit-learn's convention, so that ``GridSearchCV``, ``cross_val_score``...
+        with the default ``scoring`` pick the lowest RMSE; ``-score`` is
+        ``evaluate(X, y)["rmse"]`` exactly, and the same number as scikit-learn's
+        ``"neg_root_mean_squared_error"`` scorer on pairs.  Not R² (``RegressorMixin``'s):
+        RMSE is what rating prediction is judged by, and the mean of per-fold R²
+        that a search ranks by weighs each fold's error by its rating variance.
+        fastmf 0.1's ``score`` returned the RMSE itself.
+        """
+        return -self.evaluate(X, y, unknown=unknown, clip=clip)["rmse"]
 
     _top_n = staticmethod(serving.top_n)  # kept for callers of the old private helper
 

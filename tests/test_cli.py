@@ -48,7 +48,7 @@ README_PYTHON = textwrap.dedent(
 
     model = MatrixFactorization(rank=16, solver="newton", max_iter=10, random_state=0, progress=False)
     model.fit(train, eval_set=test)
-    print("test RMSE", round(model.score(test), 4))
+    print("test RMSE", round(model.evaluate(test)["rmse"], 4))
 
     print(model.predict(1, 31))                          # raw MovieLens ids
     items, scores = model.recommend(1, n=5, min_ratings=20)  # seen items excluded

@@ -49,7 +49,7 @@ def factors(m):
 def test_fit_is_sane(solver, data):
     m = make(solver, max_iter=10).fit(data)
     baseline = np.sqrt(np.mean((data.values.astype(np.float64) - data.global_mean) ** 2))
-    assert m.score(data) < 0.9 * baseline
+    assert m.evaluate(data)["rmse"] < 0.9 * baseline
     k = m.user_factors_.shape[1]
     assert k == 3 or (solver == "gibbs" and k % 3 == 0)  # gibbs stacks its kept draws
     assert m.user_factors_.shape == (data.n_users, k) and m.item_factors_.shape == (data.n_items, k)
@@ -157,7 +157,7 @@ def test_eval_set_and_early_stopping(solver, data):
     assert m.n_iter_ <= 6
     best = min(rec["val_rmse"] for rec in m.history_)
     # the model keeps the best validation parameters
-    assert m.score(data) == pytest.approx(best, rel=1e-4)
+    assert m.evaluate(data)["rmse"] == pytest.approx(best, rel=1e-4)
 
 
 @pytest.mark.parametrize("solver", [s for s in SOLVERS if REGISTRY[s].thread_deterministic])

@@ -152,7 +152,7 @@ def test_eval_set_mapped_and_unknown_dropped(data, caplog):
     assert m.n_eval_dropped_ == len(ev) - len(ev_known) >= 2
     assert "dropped" in caplog.text
     # the recorded validation RMSE is the RMSE of the known eval ratings (clipped)
-    assert m.history_[-1]["val_rmse"] == pytest.approx(m.score(ev_known), rel=1e-5)
+    assert m.history_[-1]["val_rmse"] == pytest.approx(m.evaluate(ev_known)["rmse"], rel=1e-5)
     with pytest.raises(ValueError, match="none of the"):
         MatrixFactorization(rank=3, **FAST).fit(train, eval_set=([999], [999], [3.0]))
 
@@ -224,7 +224,7 @@ def test_score_and_evaluate(model, data):
     assert ev["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)))
     assert ev["mae"] == pytest.approx(np.mean(np.abs(err)))
     assert ev["n"] == data.nnz and ev["n_unknown"] == 0
-    assert model.score(data) == ev["rmse"]
+    assert model.score(data) == -ev["rmse"]  # higher is better (scikit-learn's convention)
     extra = (np.array([-1, data.user_ids[0]]), np.array([data.item_ids[0], data.item_ids[1]]), np.array([3.0, 4.0]))
     ev2 = model.evaluate(extra, unknown="nan")
     assert ev2["n"] == 1 and ev2["n_unknown"] == 1
