@@ -27,11 +27,11 @@ from regression_cases import CASES, fit_case, load_split
 
 HERE = Path(__file__).resolve().parent / "regression"
 RTOL = float(os.environ.get("FASTMF_REGRESSION_RTOL", "0"))
-#: Cases whose kernels give results that differ in the last bit between a kernel compiled
-#: in the running process and the same kernel loaded from numba's on-disk cache (found
-#: while pinning; see docs/performance.md, "Known issues").  Compared to a tolerance
-#: until that is fixed.
-CACHE_SENSITIVE = {"sgd_t1": 1e-5, "sgd_t2": 1e-5}
+#: Cases compared to a tolerance rather than bit for bit, with the reason.  Empty: the SGD
+#: cases used to differ in the last bit between a process that compiled the kernels and one
+#: that loaded them from numba's cache; ``fastmf.kernels.sgd.bind_update`` fixed that and
+#: the two SGD cases were re-pinned (to the compiled-in-process results) in the same commit.
+CACHE_SENSITIVE: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,7 @@ __all__ = [
     "squared_error_segments",
     "penalty_chunks",
     "PREFETCH_DISTANCE",
+    "bind_update",
 ]
 
 # reassoc lets LLVM vectorise the dot products; nnan/ninf are deliberately *not* set so
@@ -275,6 +276,24 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
                 AU[u, 0] = b_u + lr * (e - reg_b * su * b_u)
                 AI[i, 0] = c_i + lr * (e - reg_b * si * c_i)
     return acc
+
+
+def bind_update(bu, bi, bv, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k, use_biases, adaptive) -> None:
+    """Load (or compile) the standalone :func:`_sgd_range` for these argument types.
+
+    Call it before the first :func:`sgd_epoch_blocked` / :func:`sgd_epoch_hogwild` call of
+    a process, with the arguments the epoch kernel gets (it runs an empty range).
+
+    Why: numba links a *copy* of ``_sgd_range`` into each kernel that calls it
+    (``linkonce_odr``, re-optimised with the kernel's module), and the JIT binds the
+    kernel's call to whichever definition of that symbol was loaded first.  A process that
+    compiles the kernel has always compiled and loaded the standalone ``_sgd_range``
+    first; a process that loads the kernel from numba's on-disk cache would otherwise run
+    the kernel's own copy.  Under ``reassoc`` / ``contract`` the two copies round
+    differently in the last bit, so without this call SGD's factors depended on the state
+    of the cache (found when pinning the regression arrays of issue #12).
+    """
+    _sgd_range(bu, bi, bv, 0, 0, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k, use_biases, adaptive)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)

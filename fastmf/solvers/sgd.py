@@ -500,6 +500,10 @@ class SGD(IterativeSolver):
         logger.debug("sgd: setup %.3fs, %d blocks, initial loss %.6g", self.setup_time, self.B, self.current_loss)
         ftype = dt.type
         self._scalars = (ftype(self.mu), ftype(p.reg), ftype(p.reg_bias), ftype(1.0 / p.rank))
+        # same compiled update whether the epoch kernels were compiled here or loaded from
+        # numba's cache (see kernels.sgd.bind_update)
+        _k.bind_update(layout.users, layout.items, layout.values, self.P, self.Q, AU, AI, self._scalars[0],
+                       ftype(self.eta), *self._scalars[1:], p.biases, self.schedule == "adaptive")
 
     def _biases(self):
         return np.ascontiguousarray(self.AU[:, _k.BIAS]), np.ascontiguousarray(self.AI[:, _k.BIAS])
