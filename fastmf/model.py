@@ -83,7 +83,7 @@ from .data import convert as _convert
 from .data.ratings import Ratings
 from .exceptions import FastMFDeprecationWarning, NotFittedError, UnknownIdWarning
 from .fitted import FactorModel
-from .initialization import INITS
+from .initialization import INITS, random_factors
 from .persistence import FORMAT_VERSION
 from .solvers._base import CallbackList
 from .solvers.registry import check_fit_request, run_solver
@@ -772,9 +772,7 @@ def _warm_start_point(fm: FactorModel, train: Ratings, p: dict) -> tuple[Ratings
     train, urows, irows = _convert.to_union_code_space(train, fm.users, fm.items, p["dtype"])
     m, n, k = train.n_users, train.n_items, p["rank"]
     rng = check_random_state(p["random_state"])
-    scale = 0.1 / np.sqrt(k)
-    P = rng.normal(0.0, scale, size=(m, k))
-    Q = rng.normal(0.0, scale, size=(n, k))
+    P, Q = random_factors(m, n, k, 0.1 / np.sqrt(k), rng)
     P[urows] = fm.P
     Q[irows] = fm.Q
     b = c = None

@@ -7,6 +7,7 @@ import pytest
 
 from fastmf._packing import unpack
 from fastmf.data.ratings import Ratings
+from fastmf.kernels._chunks import balanced_chunks
 from fastmf.kernels.blocks import (
     PIVOT_RTOL,
     als_solve_rows,
@@ -14,7 +15,6 @@ from fastmf.kernels.blocks import (
     block_memory,
     factor_blocks,
     gn_diagonal,
-    row_chunks,
 )
 from fastmf.reference import DenseMF
 
@@ -43,16 +43,14 @@ def item_param_index(m, n, k, biases, i):
     return idx
 
 
-def test_row_chunks_cover_rows():
+def test_balanced_chunks_cover_rows():
     indptr = np.array([0, 5, 5, 5, 100, 101, 150], dtype=np.int64)
     for n_chunks in (1, 2, 3, 10):
-        b = row_chunks(indptr, n_chunks)
+        b = balanced_chunks(indptr, n_chunks)
         assert b[0] == 0 and b[-1] == 6
         assert np.all(np.diff(b) > 0)
-    assert row_chunks(np.zeros(1, dtype=np.int64), 4).tolist() == [0]
-    from fastmf.kernels._chunks import balanced_chunks
+    assert balanced_chunks(np.zeros(1, dtype=np.int64), 4).tolist() == [0]
 
-    assert row_chunks is balanced_chunks  # the one chunking helper
 
 
 @pytest.mark.parametrize("biases", [True, False])
@@ -73,7 +71,7 @@ def test_factor_blocks_match_reference_diagonal_blocks(rng, biases, weighting, h
         "users": (r.user_indptr, r.items, Q, w_u, m, user_param_index),
         "items": (r.item_indptr, r.item_users, P, w_i, n, item_param_index),
     }.items():
-        ch = row_chunks(indptr, 3)
+        ch = balanced_chunks(indptr, 3)
         L = np.empty((nrows, K, K))
         fixed = np.zeros(len(ch) - 1, dtype=np.int64)
         factor_blocks(indptr, cols, F, w, 0.3, 0.2, biases, ch, PIVOT_RTOL, L, fixed)
@@ -112,9 +110,9 @@ def test_gn_diagonal_matches_reference(rng):
     P, Q, _, _ = unpack(x, m, n, k, True)
     dP, dQ, db, dc = unpack(out, m, n, k, True)
     gn_diagonal(r.user_indptr, r.items, Q, r.user_counts.astype(float), 0.5, 0.1, True,
-                row_chunks(r.user_indptr, 2), dP, db)
+                balanced_chunks(r.user_indptr, 2), dP, db)
     gn_diagonal(r.item_indptr, r.item_users, P, r.item_counts.astype(float), 0.5, 0.1, True,
-                row_chunks(r.item_indptr, 2), dQ, dc)
+                balanced_chunks(r.item_indptr, 2), dQ, dc)
     np.testing.assert_allclose(out, diag, rtol=1e-12, atol=1e-12)
 
 
@@ -129,14 +127,14 @@ def test_gn_diagonal_float32_rounding_order(rng):
     Q = rng.standard_normal((r.n_items, 3)).astype(f32)
     w = (np.arange(r.n_users) * 0.37 + 0.2).astype(f32)
     dP, db = np.empty((r.n_users, 3), f32), np.empty(r.n_users, f32)
-    gn_diagonal(r.user_indptr, r.items, Q, w, 0.3, 0.7, True, row_chunks(r.user_indptr, 3), dP, db)
+    gn_diagonal(r.user_indptr, r.items, Q, w, 0.3, 0.7, True, balanced_chunks(r.user_indptr, 3), dP, db)
     for u in range(r.n_users):
         acc = np.zeros(3, f32)
         for j in range(r.user_indptr[u], r.user_indptr[u + 1]):
             acc = acc + Q[r.items[j]] * Q[r.items[j]]
         np.testing.assert_array_equal(dP[u], acc + f32(0.3) * w[u])
         assert db[u] == f32(r.user_indptr[u + 1] - r.user_indptr[u]) + f32(0.7) * w[u]
-    gn_diagonal_side(row_chunks(r.user_indptr, 2), r.user_indptr, r.items, Q, f32(0.3) * w, f32(0.7) * w, True,
+    gn_diagonal_side(balanced_chunks(r.user_indptr, 2), r.user_indptr, r.items, Q, f32(0.3) * w, f32(0.7) * w, True,
                      False, dP, db)
     np.testing.assert_array_equal(dP, np.repeat((f32(0.3) * w)[:, None], 3, axis=1))
     np.testing.assert_array_equal(db, f32(0.7) * w)
@@ -146,7 +144,7 @@ def test_float32_blocks_stay_float32(rng):
     r = small_ratings(rng, dtype=np.float32)
     Q = rng.standard_normal((r.n_items, 3)).astype(np.float32)
     L = np.empty((r.n_users, 4, 4), dtype=np.float32)
-    ch = row_chunks(r.user_indptr, 2)
+    ch = balanced_chunks(r.user_indptr, 2)
     fixed = np.zeros(len(ch) - 1, dtype=np.int64)
     factor_blocks(r.user_indptr, r.items, Q, np.ones(r.n_users, np.float32), 0.1, 0.1, True, ch, PIVOT_RTOL, L, fixed)
     assert L.dtype == np.float32 and np.isfinite(np.tril(L)).all()
@@ -158,7 +156,7 @@ def test_singular_block_gets_replaced_pivot_not_nan(rng):
                            n_users=2, n_items=4, dtype=np.float64)
     Q = rng.standard_normal((4, 3))
     L = np.empty((2, 4, 4))
-    ch = row_chunks(r.user_indptr, 1)
+    ch = balanced_chunks(r.user_indptr, 1)
     fixed = np.zeros(len(ch) - 1, dtype=np.int64)
     factor_blocks(r.user_indptr, r.items, Q, np.ones(2), 0.0, 0.0, True, ch, PIVOT_RTOL, L, fixed)
     assert fixed.sum() == 3
@@ -172,7 +170,7 @@ def test_als_rows_solve_normal_equations(rng, biases):
     ref = DenseMF.from_ratings(r, k, reg=0.4, reg_bias=0.3, biases=biases)
     x = rng.standard_normal(ref.n_params)
     P, Q, b, c = unpack(x, m, n, k, biases)
-    ch = row_chunks(r.user_indptr, 3)
+    ch = balanced_chunks(r.user_indptr, 3)
     K = k + biases
     A = np.empty((len(ch) - 1, K, K))
     y = np.empty((len(ch) - 1, K))

@@ -9,7 +9,8 @@ import pytest
 from fastmf import MatrixFactorization
 from fastmf._packing import unpack
 from fastmf.data.ratings import Ratings
-from fastmf.kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
+from fastmf.kernels._chunks import balanced_chunks
+from fastmf.kernels.blocks import PIVOT_RTOL, als_solve_rows
 from fastmf.kernels.predict import predict_codes
 from fastmf.solvers.gibbs import _normal_gamma_draw, gibbs
 
@@ -51,7 +52,7 @@ def test_kernel_draw_matches_dense_conditional(rng, biases, dtype, tol):
     shift = rng.standard_normal(K)
     z = rng.standard_normal((r.n_users, K))
     sigma, mu = 0.7, 3.1
-    ch = row_chunks(r.user_indptr, 4)
+    ch = balanced_chunks(r.user_indptr, 4)
     P = np.zeros((r.n_users, k), dtype=dtype)
     b = np.zeros(r.n_users, dtype=dtype)
     d = np.zeros(1, dtype=dtype)
@@ -74,7 +75,7 @@ def test_kernel_draws_have_the_conditional_moments(rng):
     Q = rng.standard_normal((6, k))
     c = rng.standard_normal(6)
     diag = np.array([0.3, 0.6, 0.9])
-    ch = row_chunks(r.user_indptr, 1)
+    ch = balanced_chunks(r.user_indptr, 1)
     draws = np.empty((S, K))
     P, b = np.zeros((1, k)), np.zeros(1)
     A, y, fx = np.empty((1, K, K)), np.empty((1, K)), np.zeros(1, dtype=np.int64)

@@ -5,7 +5,7 @@
 on a :class:`fastmf.Ratings` and an :class:`~fastmf.problem.MFProblem`.  Loss, gradient and
 Hessian products go through an :class:`~fastmf.objective.MFObjective` (built on first use, or
 the user's own); row solves through :func:`fastmf.kernels.blocks.als_solve_rows` over fixed
-row chunks; the SSE through :func:`fastmf.kernels.reductions.sse_chunks`.
+row chunks; the SSE through :func:`fastmf.kernels.predict.squared_error_segments`.
 
 :class:`ObjectiveBackend` wraps a generic scipy-style objective (``fun``, ``jac``, ``hessp``)
 for :func:`fastmf.solvers.newton.newton_cg`: no problem structure, no preconditioner.
@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._threading import resolve_n_threads
-from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
+from ..kernels._chunks import balanced_chunks
+from ..kernels.blocks import PIVOT_RTOL, als_solve_rows
 from ..kernels.predict import rmse_codes
-from ..kernels.reductions import sse_chunks
+from ..kernels.predict import squared_error_segments
 from ..problem import MFProblem
 
 __all__ = ["LocalBackend", "ObjectiveBackend", "make_local_backend"]
@@ -116,7 +117,7 @@ class LocalBackend(ObjectiveBackend):
     def _side(self, side: str):
         r = self.ratings
         if self._chunks is None:
-            self._chunks = (row_chunks(r.user_indptr, self._n_chunks), row_chunks(r.item_indptr, self._n_chunks))
+            self._chunks = (balanced_chunks(r.user_indptr, self._n_chunks), balanced_chunks(r.item_indptr, self._n_chunks))
         if side == "users":
             return r.user_indptr, r.items, r.values, self._chunks[0], r.user_counts
         if side == "items":
@@ -155,12 +156,16 @@ class LocalBackend(ObjectiveBackend):
 
     def sse(self, x) -> float:
         p = self.problem
-        indptr, cols, vals, chunks, _ = self._side("users")
+        indptr, _, _, chunks, _ = self._side("users")
+        r = self.ratings
         P, Q, b, c = p.unpack(x)
         d = self._buffers()["dummy"]
+        # segments = the user chunks' rating ranges: a fixed partition, so the total does not
+        # depend on the thread count
+        seg_ptr = self._scratch.setdefault("sse_segments", np.ascontiguousarray(indptr[chunks]))
         parts = self._scratch.setdefault("sse", np.empty(len(chunks) - 1))
-        sse_chunks(indptr, cols, vals, P, Q, b if p.biases else d, c if p.biases else d, p.mu, p.biases, chunks,
-                   parts)
+        squared_error_segments(r.users, r.items, r.values, seg_ptr, P, Q, b if p.biases else d,
+                               c if p.biases else d, p.mu, p.biases, parts)
         return float(parts.sum())
 
 

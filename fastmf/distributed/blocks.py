@@ -3,7 +3,7 @@ r"""Partitioning the ratings into ``B`` user blocks and ``B`` item blocks.
 User block ``b`` holds *all* the ratings of the contiguous users
 ``[user_bounds[b], user_bounds[b+1])``; item block ``b`` all the ratings of the items
 ``[item_bounds[b], item_bounds[b+1])``.  The bounds cut the users (items) into runs
-of about equal rating count (:func:`fastmf.kernels.blocks.row_chunks`, which also
+of about equal rating count (:func:`fastmf.kernels._chunks.balanced_chunks`, which also
 charges one unit per row), so ``B`` is a property of the data and of the parameter
 ``n_blocks`` only, never of the number of workers.  Every rating is stored twice:
 once in its user block, once in its item block (Spark's blocked ALS keeps an
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.blocks import row_chunks
+from ..kernels._chunks import balanced_chunks
 
 __all__ = ["BlockHalf", "BlockLayout", "default_n_blocks", "split_triplets", "assemble_half", "halves_from_ratings"]
 
@@ -63,8 +63,8 @@ class BlockLayout:
             raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
         B = int(min(n_blocks, len(user_counts), len(item_counts)))
         while True:
-            ub = row_chunks(np.concatenate(([0], np.cumsum(user_counts))), B)
-            ib = row_chunks(np.concatenate(([0], np.cumsum(item_counts))), B)
+            ub = balanced_chunks(np.concatenate(([0], np.cumsum(user_counts))), B)
+            ib = balanced_chunks(np.concatenate(([0], np.cumsum(item_counts))), B)
             if len(ub) == len(ib):
                 return cls(ub.astype(np.int64), ib.astype(np.int64))
             B = min(len(ub), len(ib)) - 1

@@ -30,7 +30,8 @@ import numpy as np
 from .._packing import pack, unpack
 from .._threading import thread_limit
 from .._weights import row_weights
-from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, row_chunks
+from ..kernels._chunks import balanced_chunks
+from ..kernels.blocks import PIVOT_RTOL, als_solve_rows
 from .blocks import BlockHalf
 
 __all__ = ["BlockShard", "ShardSpec"]
@@ -63,7 +64,7 @@ class _Side:
         # as MFObjective: (reg * w).astype(dtype)
         self.regw = (spec["reg"] * w).astype(dt)
         self.regbw = (spec["reg_bias"] * w).astype(dt)
-        self.chunks = row_chunks(half.indptr, 8 * n_threads)
+        self.chunks = balanced_chunks(half.indptr, 8 * n_threads)
         K = self.k + (1 if self.biases else 0)
         nc = max(len(self.chunks) - 1, 1)
         self.A = np.empty((nc, K, K))

@@ -7,8 +7,8 @@ consecutive rows whose work is about equal.  The work of a row is its rating
 count plus one (each row also pays for its regularisation term, so empty rows
 are not free).
 
-This is the one row-chunking helper of the kernels: :func:`fastmf.kernels.blocks.row_chunks`
-is an alias of :func:`balanced_chunks`.  Kernels whose rows are independent (the
+This is the one row-chunking helper of fastmf (kernels, solvers, backends and the Dask
+blocks use it).  Kernels whose rows are independent (the
 Gauss-Newton blocks, the diagonal, ALS) give the same result for any chunking; kernels
 that reduce per chunk (loss partial sums) depend on the boundaries, which depend only on
 ``indptr`` and ``n_chunks``, never on the thread count.

@@ -41,7 +41,7 @@ Conventions
   For ALS this gives *a* minimiser of a singular row problem, not the minimum-norm
   one.
 * Rows are processed in ``prange`` over chunks of rows of (roughly) equal rating
-  count (:func:`fastmf.kernels._chunks.balanced_chunks`, alias :data:`row_chunks`);
+  count (:func:`fastmf.kernels._chunks.balanced_chunks`);
   each chunk owns its rows (and its scratch), so the kernels are race-free and the result of each row does not depend on the chunking
   or the thread count.
 * Accumulation happens in the output array's dtype for the preconditioner (float32
@@ -57,11 +57,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._chunks import balanced_chunks
 
 __all__ = [
     "PIVOT_RTOL",
-    "row_chunks",
     "block_memory",
     "factor_blocks",
     "apply_blocks",
@@ -75,7 +73,6 @@ PIVOT_RTOL = 1e-12
 
 #: Alias of :func:`fastmf.kernels._chunks.balanced_chunks`, the kernels' one row-chunking
 #: helper (kept under this name for the solver layer).
-row_chunks = balanced_chunks
 
 
 def block_memory(n_users: int, n_items: int, rank: int, biases: bool, dtype) -> int:

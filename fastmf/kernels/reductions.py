@@ -1,7 +1,7 @@
-"""Reductions used by the solvers: float64 dot products and chunked sums of squared residuals.
+"""Float64 dot products of vectors (Steihaug-CG, ALS gradient norms).
 
-Moved here from the solver layer (``steihaug._dot64``, ``gibbs._sse_chunks``): the solvers
-hold no numba code of their own.
+Moved here from the solver layer (``steihaug._dot64``): the solvers hold no numba code of
+their own.  Sums of squared residuals are :func:`fastmf.kernels.predict.squared_error_segments`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["dot64", "sse_chunks"]
+__all__ = ["dot64"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -25,21 +25,3 @@ def dot64(a: np.ndarray, b: np.ndarray) -> float:
     if a.dtype == np.float64 and b.dtype == np.float64:
         return float(np.dot(a, b))
     return float(_dot64(a, b))
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def sse_chunks(indptr, cols, vals, P, Q, b, c, mu, biases, chunks, out):
-    """``out[ch]`` = sum of squared residuals of the CSR rows of chunk ``ch`` (float64)."""
-    k = P.shape[1]
-    for ch in numba.prange(chunks.shape[0] - 1):
-        s = 0.0
-        for row in range(chunks[ch], chunks[ch + 1]):
-            for j in range(indptr[row], indptr[row + 1]):
-                col = cols[j]
-                e = np.float64(vals[j]) - mu
-                if biases:
-                    e -= np.float64(b[row]) + np.float64(c[col])
-                for a in range(k):
-                    e -= np.float64(P[row, a]) * np.float64(Q[col, a])
-                s += e * e
-        out[ch] = s

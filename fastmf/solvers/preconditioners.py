@@ -48,7 +48,8 @@ import warnings
 import numpy as np
 
 from .._threading import resolve_n_threads
-from ..kernels.blocks import PIVOT_RTOL, apply_blocks, block_memory, factor_blocks, gn_diagonal, row_chunks
+from ..kernels._chunks import balanced_chunks
+from ..kernels.blocks import PIVOT_RTOL, apply_blocks, block_memory, factor_blocks, gn_diagonal
 
 __all__ = [
     "PRECONDITIONERS",
@@ -126,8 +127,8 @@ class JacobiPreconditioner(Preconditioner):
         self.s = structure
         n = resolve_n_threads(n_threads)
         r = structure.ratings
-        self._uchunks = row_chunks(r.user_indptr, 8 * n)
-        self._ichunks = row_chunks(r.item_indptr, 8 * n)
+        self._uchunks = balanced_chunks(r.user_indptr, 8 * n)
+        self._ichunks = balanced_chunks(r.item_indptr, 8 * n)
         self._wu, self._wi = structure.weights()
         self.inv_diag: np.ndarray | None = None
 
@@ -176,8 +177,8 @@ class BlockJacobiPreconditioner(Preconditioner):
         self.s = s
         n = resolve_n_threads(n_threads)
         r = s.ratings
-        self._uchunks = row_chunks(r.user_indptr, 8 * n)
-        self._ichunks = row_chunks(r.item_indptr, 8 * n)
+        self._uchunks = balanced_chunks(r.user_indptr, 8 * n)
+        self._ichunks = balanced_chunks(r.item_indptr, 8 * n)
         self._wu, self._wi = s.weights()
         K = s.rank + (1 if s.biases else 0)
         self.K = K

@@ -91,6 +91,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .._alloc import aligned_empty
+from ..initialization import random_factors
 from .._packing import n_params, pack
 from .._validation import check_choice, check_nonnegative_float, check_positive_int, check_random_state
 from ..data.ratings import Ratings
@@ -447,8 +448,7 @@ class SGD(IterativeSolver):
         m, n, k = p.n_users, p.n_items, p.rank
         uo, io = layout.user_order, layout.item_order  # original code of each working code
         if self.x0 is None:
-            P = self.rng.normal(0.0, self.init_scale, size=(m, k)).astype(dt)
-            Q = self.rng.normal(0.0, self.init_scale, size=(n, k)).astype(dt)
+            P, Q = random_factors(m, n, k, self.init_scale, self.rng, dtype=dt)
             P[r.user_counts == 0] = 0
             Q[r.item_counts == 0] = 0
             return P[uo], Q[io], np.zeros(m, dtype=dt), np.zeros(n, dtype=dt)
