@@ -99,7 +99,7 @@ def test_array_level_mutations(base, tmp_path, data):
     _check(path)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=30)
 @given(data=st.data())
 def test_byte_level_mutations(base, tmp_path, data):
     raw = bytearray(base[1])
