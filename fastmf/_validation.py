@@ -58,7 +58,7 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
     infinite values, values that overflow ``dtype`` (``1e39`` in float32), a
     malformed ``rating_scale`` or values outside ``rating_scale = (low, high)``.
     """
-    rating_scale = check_rating_scale(rating_scale)
+    scale = check_rating_scale(rating_scale)
     arr = as_1d(values, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
@@ -73,8 +73,8 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
         row = int(np.flatnonzero(overflow)[0])
         raise ValueError(f"{name} overflow {np.dtype(dtype).name}: first at row {row} (value {_scalar(arr[row])!r}); "
                          "use dtype=np.float64 or rescale the ratings")
-    if rating_scale is not None:
-        low, high = rating_scale
+    if scale is not None:
+        low, high = scale
         bad = (arr < low) | (arr > high)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])

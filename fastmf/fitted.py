@@ -159,7 +159,8 @@ class FactorModel:
             not starting at 0, decreasing, or not ending at ``len(seen_items)``;
             ``seen_items`` not integers in ``[0, n_items)``; a rating scale that is
             not two finite numbers with ``low < high``; a ``rank`` that does not
-            divide the number of factor columns.
+            divide the number of factor columns; values so large that a score
+            ``mu + b + c + p.q`` could overflow the factors' dtype.
         """
         from ._validation import check_rating_scale
         from .data.ids import raw_ids
@@ -187,6 +188,11 @@ class FactorModel:
                                  f"{int(np.flatnonzero(~np.isfinite(a))[0])})")
         if not np.isfinite(self.mu):
             raise ValueError(f"global_mean must be finite, got {self.mu!r}")
+        big = [float(np.abs(a).max()) if a.size else 0.0 for _, a in named] + [0.0, 0.0]
+        bound = k * big[0] * big[1] + big[2] + big[3] + abs(self.mu)
+        if not bound <= float(np.finfo(P.dtype).max):
+            raise ValueError(f"user_factors/item_factors/biases are so large that predictions overflow {P.dtype} "
+                             f"(max |P| = {big[0]:.3g}, max |Q| = {big[1]:.3g})")
         for name, idx in (("user_ids", self.users), ("item_ids", self.items)):
             raw_ids(idx.ids, name)
             if not idx.index.is_unique:

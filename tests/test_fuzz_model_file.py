@@ -82,7 +82,10 @@ def test_array_level_mutations(base, tmp_path, data):
         key = data.draw(st.sampled_from(sorted(arrays)))
         op = data.draw(st.sampled_from(["drop", "resize", "dtype", "scalar", "bytes", "json"]))
         if op == "json" and key.endswith("_json"):
-            value = json.loads(str(arrays[key]))
+            try:
+                value = json.loads(str(arrays[key]))
+            except ValueError:  # an earlier mutation broke it
+                value = None
             if isinstance(value, dict) and value:
                 value[data.draw(st.sampled_from(sorted(value)))] = data.draw(JSON_VALUES)
             else:

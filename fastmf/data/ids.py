@@ -86,7 +86,7 @@ def as_id_array(values, name: str = "ids") -> np.ndarray:
         if arr.ndim == 0:
             arr = arr.reshape(1)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        raise ValueError(f"{name} must be one-dimensional (1-D), got shape {arr.shape}")
     return arr
 
 
@@ -139,6 +139,8 @@ def _object_ids(arr: np.ndarray, name: str) -> np.ndarray:
     missing = np.asarray(pd.isna(arr), dtype=bool)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
+        if isinstance(arr[row], (float, np.floating)):
+            raise _bad(name, row, arr[row], _NAN)
         raise ValueError(f"{name} contain a missing value (None/NaN): first at row {row}")
     inferred = pd.api.types.infer_dtype(arr, skipna=False)
     if inferred == "string":
@@ -343,7 +345,10 @@ class IdIndex:
         raw : scalar or 1-D array-like of raw ids
         missing : {"raise", "ignore"}
             Unknown ids raise :class:`KeyError` (naming the first one and the count)
-            or come back as ``-1``.
+            or come back as ``-1``.  Matching is exact: an id that cannot equal any
+            id of the index (a string in an integer index, ``2.5``, a float above
+            ``2**53``, a ``uint64`` above int64, a bool, ``None``) is unknown; it is
+            never converted into another id.
         what : str
             ``"user"`` or ``"item"``, for the error message.
 
@@ -361,7 +366,7 @@ class IdIndex:
         """
         check_choice(missing, "missing", ("raise", "ignore"))
         scalar = np.ndim(raw) == 0
-        arr = np.asarray(raw).reshape(1) if scalar else as_id_array(raw, f"{what} ids")
+        arr = np.asarray(raw).reshape(1) if scalar else as_id_array(raw, "ids" if what == "id" else f"{what} ids")
         codes = self._lookup(arr)
         if missing == "raise" and (codes < 0).any():
             bad = np.flatnonzero(codes < 0)

@@ -172,7 +172,7 @@ class Ratings:
         dt = check_dtype(dtype)
         if duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
-        rating_scale = check_rating_scale(rating_scale)
+        check_rating_scale(rating_scale)  # before any work
         u = as_id_array(users, "users")  # lists become object arrays: [1, "a"] stays mixed
         i = as_id_array(items, "items")
         r = as_1d(ratings, "ratings")
@@ -221,7 +221,7 @@ class Ratings:
         dt = check_dtype(dtype)
         if duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
-        rating_scale = check_rating_scale(rating_scale)
+        check_rating_scale(rating_scale)  # before any work
         u = as_1d(users, "users")
         i = as_1d(items, "items")
         r = as_1d(ratings, "ratings")
