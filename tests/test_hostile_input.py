@@ -94,7 +94,8 @@ def test_lookup_is_exact_and_unrepresentable_ids_are_unknown(fitted):
     with pytest.raises(KeyError, match="unknown user id 1e\\+19"):
         fitted.predict(1e19, i0, unknown="raise")
     # a mixed list is not turned into strings: the int still finds its row
-    mixed = fitted.predict([u0, "x"], [i0, i0], unknown="nan")
+    with pytest.warns(UserWarning, match="unknown"):
+        mixed = fitted.predict([u0, "x"], [i0, i0], unknown="nan")
     assert mixed[0] == fitted.predict(u0, i0) and np.isnan(mixed[1])
 
 

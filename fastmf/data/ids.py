@@ -139,8 +139,8 @@ def _object_ids(arr: np.ndarray, name: str) -> np.ndarray:
     missing = np.asarray(pd.isna(arr), dtype=bool)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
-        if isinstance(arr[row], (float, np.floating)):
-            raise _bad(name, row, arr[row], _NAN)
+        if not any(isinstance(x, str) for x in arr[~missing][:1]):  # among numbers: a NaN
+            raise ValueError(f"{name} contain NaN or inf: first at row {row} (a missing value)")
         raise ValueError(f"{name} contain a missing value (None/NaN): first at row {row}")
     inferred = pd.api.types.infer_dtype(arr, skipna=False)
     if inferred == "string":
