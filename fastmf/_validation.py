@@ -17,6 +17,7 @@ __all__ = [
     "check_dtype",
     "check_ratings_values",
     "check_raw_ids",
+    "check_rating_scale",
     "check_positive_int",
     "check_nonnegative_float",
     "check_choice",
@@ -54,8 +55,10 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
     """Convert ratings to ``dtype`` (a new array) after checking them.
 
     Raises ``TypeError`` for non-numeric ratings and ``ValueError`` for NaN or
-    infinite values or values outside ``rating_scale = (low, high)``.
+    infinite values, values that overflow ``dtype`` (``1e39`` in float32), a
+    malformed ``rating_scale`` or values outside ``rating_scale = (low, high)``.
     """
+    scale = check_rating_scale(rating_scale)
     arr = as_1d(values, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
@@ -63,11 +66,15 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"{name} contain NaN or inf: first at row {row} (value {_scalar(arr[row])!r})")
-    out = np.array(arr, dtype=dtype, copy=True)
-    if rating_scale is not None:
-        low, high = rating_scale
-        if not low < high:
-            raise ValueError(f"rating_scale must be (low, high) with low < high, got {rating_scale!r}")
+    with np.errstate(over="ignore"):
+        out = np.array(arr, dtype=dtype, copy=True)
+    overflow = ~np.isfinite(out)
+    if overflow.any():
+        row = int(np.flatnonzero(overflow)[0])
+        raise ValueError(f"{name} overflow {np.dtype(dtype).name}: first at row {row} (value {_scalar(arr[row])!r}); "
+                         "use dtype=np.float64 or rescale the ratings")
+    if scale is not None:
+        low, high = scale
         bad = (arr < low) | (arr > high)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -81,43 +88,30 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
 def check_raw_ids(ids, name: str) -> np.ndarray:
     """Check raw user or item ids; return an array safe to factorize.
 
-    Integer ids must be non-negative; float ids must be finite whole numbers
-    (they are converted to int64); strings and other hashables are accepted.
-    Booleans are refused.
+    Delegates to :func:`fastmf.data.ids.raw_ids`, the one rule for raw ids
+    (non-negative int64-representable integers or strings, never mixed; see there).
     """
-    arr = as_1d(ids, name)
-    kind = arr.dtype.kind
-    if kind == "b":
-        raise TypeError(f"{name} must be integers or strings, got booleans")
-    if kind in "iu":
-        if kind == "i" and arr.size and arr.min() < 0:
-            row = int(np.flatnonzero(arr < 0)[0])
-            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {_scalar(arr[row])!r})")
-        return arr
-    if kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            raise ValueError(f"{name} contain NaN or inf: first at row {row}")
-        frac = arr != np.floor(arr)
-        if frac.any():
-            row = int(np.flatnonzero(frac)[0])
-            raise ValueError(f"{name} must be whole numbers: first non-integer id at row {row} (value {_scalar(arr[row])!r})")
-        if arr.size and arr.min() < 0:
-            row = int(np.flatnonzero(arr < 0)[0])
-            raise ValueError(f"{name} must be non-negative: first negative id at row {row} (value {_scalar(arr[row])!r})")
-        return arr.astype(np.int64)
-    if kind in "OUS":
-        if kind == "O":
-            # None / NaN inside object arrays are missing ids, not ids.
-            # pd.isna catches None, float NaN, pd.NA and NaT (a per-element Python loop missed pd.NA,
-            # which pandas' factorize then coded as -1).
-            missing = np.asarray(pd.isna(arr), dtype=bool)
-            if missing.any():
-                row = int(np.flatnonzero(missing)[0])
-                raise ValueError(f"{name} contain a missing value (None/NaN): first at row {row}")
-        return arr
-    raise TypeError(f"{name} must be integers or strings, got dtype {arr.dtype}")
+    from .data.ids import raw_ids  # ids imports this module
+
+    return raw_ids(ids, name)
+
+
+def check_rating_scale(rating_scale, name: str = "rating_scale") -> tuple[float, float] | None:
+    """``None`` or ``(low, high)`` as two finite floats with ``low < high``; else ``ValueError``."""
+    if rating_scale is None:
+        return None
+    if isinstance(rating_scale, (str, bytes)) or not hasattr(rating_scale, "__len__") or len(rating_scale) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {rating_scale!r}")
+    low, high = rating_scale
+    for v in (low, high):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{name} must be a (low, high) pair of numbers, got {rating_scale!r}")
+    low, high = float(low), float(high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} must be finite, got {rating_scale!r}")
+    if not low < high:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {rating_scale!r}")
+    return (low, high)
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:

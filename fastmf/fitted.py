@@ -37,6 +37,11 @@ from .exceptions import NotFittedError, UnknownIdWarning  # noqa: F401  (re-expo
 __all__ = ["FactorModel", "NotFittedError", "UnknownIdWarning"]
 
 
+def _py(x):
+    """A numpy scalar as a plain Python value, for readable messages."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
 # Defined here, the leaf of the model modules (serving, fold-in and the estimator all
 # raise or warn with them); ``fastmf.model`` re-exports both.  Meant to move to a
 # common exceptions module.
@@ -125,6 +130,85 @@ class FactorModel:
             raise ValueError(f"seen_indptr has shape {np.shape(self.seen_indptr)}, expected ({m + 1},)")
         if len(self.rating_scale) != 2:
             raise ValueError(f"rating_scale must be (low, high), got {self.rating_scale!r}")
+
+    def validate(self) -> "FactorModel":
+        """Check the *content* of the model, so that no kernel ever reads out of bounds.
+
+        Construction only checks shapes (cheap, and a diverged fit may hold NaNs);
+        this checks everything a model read from an untrusted source must satisfy.
+        Messages name the model-file field (``user_factors``...).
+
+        Returns
+        -------
+        FactorModel
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            Factors not float32/float64 (or of two dtypes), biases of another dtype,
+            non-finite factors, biases or mean; ids not integers/strings, not unique
+            or not representable (:func:`fastmf.data.ids.raw_ids`); ``seen_indptr``
+            not starting at 0, decreasing, or not ending at ``len(seen_items)``;
+            ``seen_items`` not integers in ``[0, n_items)``; a rating scale that is
+            not two finite numbers with ``low < high``; a ``rank`` that does not
+            divide the number of factor columns; values so large that a score
+            ``mu + b + c + p.q`` could overflow the factors' dtype.
+        """
+        from ._validation import check_rating_scale
+        from .data.ids import raw_ids
+
+        P, Q = self.P, self.Q
+        for name, a in (("user_factors", P), ("item_factors", Q)):
+            if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+                raise ValueError(f"{name} must be a float32 or float64 array, got {getattr(a, 'dtype', type(a))}")
+        if P.dtype != Q.dtype:
+            raise ValueError(f"user_factors ({P.dtype}) and item_factors ({Q.dtype}) differ in dtype")
+        k = P.shape[1]
+        if isinstance(self.rank, bool) or not isinstance(self.rank, (int, np.integer)) or self.rank < 1 or k < 1 or (
+                k % self.rank) or (self.solver != "gibbs" and k != self.rank):
+            raise ValueError(f"rank {self.rank!r} does not match factors of {k} columns (solver {self.solver!r})")
+        named = [("user_factors", P), ("item_factors", Q)]
+        if self.b is not None:
+            for name, a in (("user_biases", self.b), ("item_biases", self.c)):
+                if not isinstance(a, np.ndarray) or a.dtype != P.dtype:
+                    raise ValueError(f"{name} must be a {P.dtype} array like the factors, got "
+                                     f"{getattr(a, 'dtype', type(a))}")
+            named += [("user_biases", self.b), ("item_biases", self.c)]
+        for name, a in named:
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} hold a NaN or inf value (first at flat position "
+                                 f"{int(np.flatnonzero(~np.isfinite(a))[0])})")
+        if not np.isfinite(self.mu):
+            raise ValueError(f"global_mean must be finite, got {self.mu!r}")
+        big = [float(np.abs(a).max()) if a.size else 0.0 for _, a in named] + [0.0, 0.0]
+        bound = k * big[0] * big[1] + big[2] + big[3] + abs(self.mu)
+        if not bound <= float(np.finfo(P.dtype).max):
+            raise ValueError(f"user_factors/item_factors/biases are so large that predictions overflow {P.dtype} "
+                             f"(max |P| = {big[0]:.3g}, max |Q| = {big[1]:.3g})")
+        for name, idx in (("user_ids", self.users), ("item_ids", self.items)):
+            raw_ids(idx.ids, name)
+            if not idx.index.is_unique:
+                dup = idx.index[idx.index.duplicated()][0]
+                raise ValueError(f"{name} must be unique, {_py(dup)!r} appears more than once")
+        self._check_seen()
+        check_rating_scale(self.rating_scale)
+        return self
+
+    def _check_seen(self) -> None:
+        """``seen_indptr``/``seen_items`` form a CSR of valid item codes (see :meth:`validate`)."""
+        ip, si = self.seen_indptr, self.seen_items
+        for name, a in (("seen_indptr", ip), ("seen_items", si)):
+            if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu":
+                raise ValueError(f"{name} must be a 1-D integer array, got {getattr(a, 'dtype', type(a))}")
+        if ip[0] != 0 or ip[-1] != si.shape[0] or (ip.shape[0] > 1 and (np.diff(ip.astype(np.int64)) < 0).any()):
+            raise ValueError(f"seen_indptr must rise from 0 to len(seen_items) = {si.shape[0]} "
+                             f"(got {_py(ip[0])} .. {_py(ip[-1])}, non-decreasing: "
+                             f"{bool((np.diff(ip.astype(np.int64)) >= 0).all())})")
+        if si.size and (si.min() < 0 or si.max() >= self.n_items):
+            row = int(np.flatnonzero((si < 0) | (si >= self.n_items))[0])
+            raise ValueError(f"seen_items must be item codes in [0, {self.n_items}): position {row} holds "
+                             f"{_py(si[row])}")
 
     # ------------------------------------------------------------------ derived
     @property

@@ -51,6 +51,19 @@ def _py(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
+def _raw_id_array(x) -> np.ndarray:
+    """Raw ids as an array for lookup; a sequence numpy would turn into strings stays object.
+
+    ``np.asarray([1, "a"])`` is ``["1", "a"]``: the int ``1`` would then miss its row.
+    Lookups are exact (:meth:`fastmf.data.ids.IdIndex.codes`), so an object array
+    keeps each id's own type.
+    """
+    arr = np.atleast_1d(np.asarray(x))
+    if not isinstance(x, np.ndarray) and np.ndim(x) == 1 and arr.dtype.kind in "US":
+        arr = np.array(list(x), dtype=object)
+    return arr
+
+
 # ---------------------------------------------------------------------------- predictions
 def predict_known_or_fallback(fm: FactorModel, ucodes: np.ndarray, icodes: np.ndarray, policy: str,
                               raw_u, raw_i, *, n_threads=None, stacklevel: int = 2) -> np.ndarray:
@@ -114,8 +127,8 @@ def predict(fm: FactorModel, users, items, *, unknown: str = "mean",
     """
     policy = check_choice(unknown, "unknown", UNKNOWN_POLICIES)
     scalar = np.ndim(users) == 0 and np.ndim(items) == 0
-    u = np.atleast_1d(np.asarray(users))
-    i = np.atleast_1d(np.asarray(items))
+    u = _raw_id_array(users)
+    i = _raw_id_array(items)
     if u.ndim != 1 or i.ndim != 1:
         raise ValueError(f"users and items must be scalars or 1-D, got shapes {u.shape} and {i.shape}")
     if u.shape[0] != i.shape[0]:
@@ -279,7 +292,7 @@ def recommend(fm: FactorModel, users, n: int = 10, exclude_seen: bool = True, *,
     if not isinstance(exclude_seen, (bool, np.bool_)):
         raise TypeError(f"exclude_seen must be a bool, got {exclude_seen!r}")
     scalar = np.ndim(users) == 0
-    raw = np.atleast_1d(np.asarray(users))
+    raw = _raw_id_array(users)
     codes = fm.users.codes(raw, "ignore")
     unknown_rows = codes < 0
     if unknown_rows.any():

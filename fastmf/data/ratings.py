@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._validation import as_1d, check_dtype, check_ratings_values, check_raw_ids
+from .._validation import as_1d, check_dtype, check_rating_scale, check_ratings_values, check_raw_ids
 from ._layout import first_unsorted, indptr_from_sorted, item_major
-from .ids import IdIndex
+from .ids import IdIndex, as_id_array
 
 __all__ = ["Ratings"]
 
@@ -144,7 +144,9 @@ class Ratings:
         Parameters
         ----------
         users, items : array-like of int or str, shape (nnz,)
-            Raw ids. Integer ids must be non-negative; float ids must be whole numbers.
+            Raw ids, checked by :func:`fastmf.data.ids.raw_ids`: non-negative
+            integers representable in int64 (whole float ids up to ``2**53``) or
+            strings, never both in one array.
         ratings : array-like of float, shape (nnz,)
             Finite ratings; inside ``rating_scale`` if one is given.
         timestamps : array-like of int, optional
@@ -161,14 +163,18 @@ class Ratings:
         TypeError
             Wrong dtypes (non-numeric ratings, boolean ids, dtype not float32/64).
         ValueError
-            Empty input, length mismatch, NaN/inf ratings, negative or non-integer
-            ids, ratings outside ``rating_scale``, duplicates under ``"error"``.
+            Empty input, length mismatch, NaN/inf ratings or ratings that overflow
+            ``dtype``, ids that cannot be represented exactly (negative, fractional,
+            float above ``2**53``, unsigned above int64, mixed strings and numbers),
+            a malformed ``rating_scale`` or ratings outside it, duplicates under
+            ``"error"``.
         """
         dt = check_dtype(dtype)
         if duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
-        u = as_1d(users, "users")
-        i = as_1d(items, "items")
+        check_rating_scale(rating_scale)  # before any work
+        u = as_id_array(users, "users")  # lists become object arrays: [1, "a"] stays mixed
+        i = as_id_array(items, "items")
         r = as_1d(ratings, "ratings")
         lengths = {"users": len(u), "items": len(i), "ratings": len(r)}
         ts = None
@@ -215,6 +221,7 @@ class Ratings:
         dt = check_dtype(dtype)
         if duplicates not in _DUPLICATE_POLICIES:
             raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+        check_rating_scale(rating_scale)  # before any work
         u = as_1d(users, "users")
         i = as_1d(items, "items")
         r = as_1d(ratings, "ratings")
