@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     R = make_data(args.scale)
     print(f"data: {R!r} ({time.perf_counter() - t:.1f}s to generate)")
-    sgd(R.subset(np.arange(min(R.nnz, 1000))), args.rank, n_epochs=1, progress=False)  # compile / load cache
+    sgd(R.subset(np.arange(min(R.nnz, 1000))), args.rank, max_iter=1, progress=False)  # compile / load cache
     max_threads = numba.config.NUMBA_NUM_THREADS
     threads = sorted({1, min(2, max_threads)})
     upd, full = {}, {}

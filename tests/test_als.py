@@ -11,7 +11,8 @@ from fastmf.reference import DenseMF
 from fastmf.solvers._base import Status
 from fastmf.solvers.als import ALSSolver, als
 from fastmf.solvers.newton import ConvergenceWarning, newton_cg
-from fastmf.solvers.preconditioners import ProblemStructure
+from fastmf.backends.local import LocalBackend
+from fastmf.problem import MFProblem
 
 
 def random_ratings(rng, m=40, n=30, density=0.3, dtype=np.float64):
@@ -30,7 +31,7 @@ def test_each_half_step_is_the_exact_minimiser(rng, biases, weighting):
     kw = dict(reg=0.7, reg_bias=0.2, biases=biases, reg_weighting=weighting)
     obj = MFObjective(r, k, dtype=np.float64, **kw)
     ref = DenseMF.from_ratings(r, k, **kw)
-    solver = ALSSolver(ProblemStructure.from_objective(obj))
+    solver = ALSSolver(LocalBackend(r, MFProblem.from_objective(obj)))
     x = rng.standard_normal(obj.n_params)
     f0 = ref.fun(x)
     solver.solve_users(x)
@@ -67,7 +68,7 @@ def test_als_reaches_a_stationary_point_newton_agrees(rng):
     assert a.status is Status.FTOL
     assert a.grad_norm <= 1e-4 * a.history[0]["grad_norm"]
     # Newton-CG started there stays at the same loss (a local minimum, not a saddle)
-    n = newton_cg(MFObjective(r, 2, reg=2.0, dtype=np.float64, hessian="exact"), a.x, gtol=1e-3, ftol=0,
+    n = newton_cg(MFObjective(r, 2, reg=2.0, dtype=np.float64, hessian="exact"), a.x, tol=1e-3, ftol=0,
                   progress=False)
     # already stationary to rounding: either gtol is met or no step changes x any more
     assert n.status in (Status.GTOL, Status.TRUST_RADIUS), n.message

@@ -121,7 +121,7 @@ def _lowrank(rng, m=120, n=80, k=2, noise=0.3, density=0.3):
 
 def test_gibbs_recovers_low_rank_data_and_noise_level(rng):
     train, test = _lowrank(rng)
-    res = gibbs(train, 2, n_samples=150, burn_in=50, dtype=np.float64, progress=False, validation=test)
+    res = gibbs(train, 2, max_iter=150, burn_in=50, dtype=np.float64, progress=False, validation=test)
     P, Q, b, c = unpack(res.x, train.n_users, train.n_items, res.rank, True)
     pred = predict_codes(test.users, test.items, P, Q, b, c, res.mu)
     rmse = np.sqrt(np.mean((pred - test.values) ** 2))
@@ -135,8 +135,8 @@ def test_gibbs_recovers_low_rank_data_and_noise_level(rng):
 
 def test_stacked_result_is_the_average_of_the_draws(rng):
     train, test = _lowrank(rng, m=40, n=30)
-    one = gibbs(train, 2, n_samples=1, burn_in=3, dtype=np.float64, progress=False)
-    two = gibbs(train, 2, n_samples=3, burn_in=3, thin=2, dtype=np.float64, progress=False, validation=test)
+    one = gibbs(train, 2, max_iter=1, burn_in=3, dtype=np.float64, progress=False)
+    two = gibbs(train, 2, max_iter=3, burn_in=3, thin=2, dtype=np.float64, progress=False, validation=test)
     m, n = train.n_users, train.n_items
     P1, Q1, b1, c1 = unpack(one.x, m, n, 2, True)
     P2, Q2, b2, c2 = unpack(two.x, m, n, 4, True)
@@ -152,16 +152,16 @@ def test_stacked_result_is_the_average_of_the_draws(rng):
 
 def test_gibbs_is_deterministic_whatever_the_threads(rng):
     train, _ = _lowrank(rng, m=60, n=40)
-    a = gibbs(train, 3, n_samples=5, burn_in=2, progress=False, n_threads=1, random_state=7)
-    b = gibbs(train, 3, n_samples=5, burn_in=2, progress=False, n_threads=2, random_state=7)
-    c = gibbs(train, 3, n_samples=5, burn_in=2, progress=False, n_threads=2, random_state=8)
+    a = gibbs(train, 3, max_iter=5, burn_in=2, progress=False, n_threads=1, random_state=7)
+    b = gibbs(train, 3, max_iter=5, burn_in=2, progress=False, n_threads=2, random_state=7)
+    c = gibbs(train, 3, max_iter=5, burn_in=2, progress=False, n_threads=2, random_state=8)
     np.testing.assert_array_equal(a.x, b.x)
     assert not np.array_equal(a.x, c.x)
 
 
 def test_gibbs_without_biases_and_fixed_noise(rng):
     train, _ = _lowrank(rng, m=40, n=30)
-    res = gibbs(train, 2, n_samples=4, burn_in=1, biases=False, noise_variance=0.25, progress=False)
+    res = gibbs(train, 2, max_iter=4, burn_in=1, biases=False, noise_variance=0.25, progress=False)
     assert res.mu == 0.0 and not res.biases
     assert res.x.shape == ((40 + 30) * 2 * 4,)
     assert all(rec["noise_variance"] == 0.25 for rec in res.history)
@@ -172,7 +172,7 @@ def test_gibbs_leaves_inputs_untouched(rng):
     before = (train.values.copy(), train.users.copy(), train.item_values.copy())
     x0 = rng.standard_normal((40 + 30) * 3)
     x0_copy = x0.copy()
-    gibbs(train, 2, n_samples=2, burn_in=1, x0=x0, progress=False)
+    gibbs(train, 2, max_iter=2, burn_in=1, x0=x0, progress=False)
     np.testing.assert_array_equal(x0, x0_copy)
     for a, b in zip(before, (train.values, train.users, train.item_values)):
         np.testing.assert_array_equal(a, b)
@@ -180,17 +180,17 @@ def test_gibbs_leaves_inputs_untouched(rng):
 
 def test_gibbs_callback_and_time_limit_stop(rng):
     train, _ = _lowrank(rng, m=40, n=30)
-    res = gibbs(train, 2, n_samples=50, burn_in=1, progress=False, callbacks=lambda rec: rec["kept"] == 3)
+    res = gibbs(train, 2, max_iter=50, burn_in=1, progress=False, callbacks=lambda rec: rec["kept"] == 3)
     assert res.status.name == "CALLBACK" and res.n_kept == 3 and res.rank == 6
     # a run stopped at 3 kept draws is the run of 3 draws (same chain prefix)
-    full = gibbs(train, 2, n_samples=3, burn_in=1, progress=False)
+    full = gibbs(train, 2, max_iter=3, burn_in=1, progress=False)
     np.testing.assert_array_equal(res.x, full.x)
     with pytest.raises(ValueError, match="before any draw was kept"):
-        gibbs(train, 2, n_samples=5, burn_in=10, progress=False, callbacks=lambda rec: True)
+        gibbs(train, 2, max_iter=5, burn_in=10, progress=False, callbacks=lambda rec: True)
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(n_samples=0), "n_samples"),
+    (dict(max_iter=0), "max_iter"),
     (dict(burn_in=-1), "burn_in"),
     (dict(thin=0), "thin"),
     (dict(prior_shape=0.0), "prior_shape"),
@@ -204,7 +204,7 @@ def test_gibbs_callback_and_time_limit_stop(rng):
 ])
 def test_gibbs_bad_parameters_raise(rng, kw, match):
     train, _ = _lowrank(rng, m=40, n=30)
-    args = dict(rank=2, n_samples=3, burn_in=1, progress=False)
+    args = dict(rank=2, max_iter=3, burn_in=1, progress=False)
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         gibbs(train, **args)
@@ -216,7 +216,7 @@ def test_gibbs_rejects_bad_data(rng):
         gibbs((train.users, train.items, train.values), 2, progress=False)
     other = Ratings.from_codes(np.array([0]), np.array([0]), np.array([3.0]), n_users=3, n_items=3)
     with pytest.raises(ValueError, match="validation has shape"):
-        gibbs(train, 2, n_samples=2, burn_in=0, validation=other, progress=False)
+        gibbs(train, 2, max_iter=2, burn_in=0, validation=other, progress=False)
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -167,7 +167,7 @@ def test_newton_converges_from_the_svd_start(rng):
     x0 = obj.x0(0, init="svd")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = newton_cg(obj, x0, gtol=1e-8, ftol=0.0, max_iter=500, progress=False)
+        res = newton_cg(obj, x0, tol=1e-8, ftol=0.0, max_iter=500, progress=False)
     assert res.success, res.message
     assert res.grad_norm <= 1e-8 * np.linalg.norm(obj.jac(x0)) * 1.0001
     assert res.fun < obj.fun(x0)

@@ -90,7 +90,7 @@ def random_ratings(rng, m=40, n=30, density=0.3, dtype=np.float64):
 def test_newton_converges_each_preconditioner_and_hessian(rng, preconditioner, hessian):
     r = random_ratings(rng)
     obj = MFObjective(r, 3, reg=1.0, dtype=np.float64, hessian=hessian, reg_weighting="count", reg_bias=0.5)
-    res = newton_cg(obj, random_state=0, preconditioner=preconditioner, gtol=1e-6, ftol=0.0, max_iter=300,
+    res = newton_cg(obj, random_state=0, preconditioner=preconditioner, tol=1e-6, ftol=0.0, max_iter=300,
                     progress=False)
     assert res.status is Status.GTOL, res.message
     assert res.success
@@ -113,7 +113,7 @@ def test_block_jacobi_needs_fewer_cg_steps_than_none(rng):
     runs = {}
     for p in ("none", "block-jacobi"):
         obj = MFObjective(r, 4, reg=0.5, dtype=np.float64, hessian="exact")
-        runs[p] = newton_cg(obj, random_state=1, preconditioner=p, gtol=1e-5, ftol=0, max_iter=100, progress=False)
+        runs[p] = newton_cg(obj, random_state=1, preconditioner=p, tol=1e-5, ftol=0, max_iter=100, progress=False)
         assert runs[p].status is Status.GTOL
     assert runs["block-jacobi"].n_cg < runs["none"].n_cg
 
@@ -121,7 +121,7 @@ def test_block_jacobi_needs_fewer_cg_steps_than_none(rng):
 def test_float32_objective(rng):
     r = random_ratings(rng, dtype=np.float32)
     obj = MFObjective(r, 3, reg=1.0, dtype=np.float32)
-    res = newton_cg(obj, random_state=0, gtol=1e-4, max_iter=200, progress=False)
+    res = newton_cg(obj, random_state=0, tol=1e-4, max_iter=200, progress=False)
     assert res.x.dtype == np.float32
     assert res.status in (Status.GTOL, Status.FTOL, Status.TRUST_RADIUS), res.message
     assert res.grad_norm <= 1e-3 * res.history[0]["grad_norm"]
@@ -133,10 +133,10 @@ def test_x0_not_modified_and_warm_start(rng):
     obj = MFObjective(r, 3, reg=1.0, dtype=np.float64, hessian="exact")
     x0 = obj.x0(3)
     keep = x0.copy()
-    res = newton_cg(obj, x0, gtol=1e-8, ftol=0, progress=False)
+    res = newton_cg(obj, x0, tol=1e-8, ftol=0, progress=False)
     assert res.status is Status.GTOL
     np.testing.assert_array_equal(x0, keep)
-    again = newton_cg(obj, res.x, max_iter=1, gtol=1e-8, ftol=0, progress=False)
+    again = newton_cg(obj, res.x, max_iter=1, tol=1e-8, ftol=0, progress=False)
     assert again.history[0]["loss"] == res.fun
     assert again.fun <= res.fun
 
@@ -149,7 +149,7 @@ def test_callback_stops(rng):
         seen.append(rec)
         return rec["iteration"] == 2
 
-    res = newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, callbacks=[cb], progress=False, gtol=0)
+    res = newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, callbacks=[cb], progress=False, tol=0)
     assert res.status is Status.CALLBACK and res.nit == 2 and res.success
     assert [s.iteration for s in seen] == [1, 2]
 
@@ -157,7 +157,7 @@ def test_callback_stops(rng):
 def test_max_iter_warns(rng):
     r = random_ratings(rng)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        res = newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, max_iter=2, gtol=0, ftol=0,
+        res = newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, max_iter=2, tol=0, ftol=0,
                         progress=False)
     assert res.status is Status.MAX_ITER and res.nit == 2
 
@@ -169,7 +169,7 @@ def test_early_stopping_returns_best(rng):
     mask = np.random.default_rng(0).random(r.nnz) < 0.8
     train, val = r.subset(mask), r.subset(~mask)
     obj = MFObjective(train, 8, reg=0.001, dtype=np.float64)  # overfits: validation RMSE turns up
-    res = newton_cg(obj, random_state=0, validation=val, early_stopping=2, min_delta=0.0, gtol=0, ftol=0,
+    res = newton_cg(obj, random_state=0, validation=val, early_stopping=2, min_delta=0.0, tol=0, ftol=0,
                     max_iter=200, progress=False)
     assert res.status is Status.EARLY_STOPPING, res.message
     best = min(h["val_rmse"] for h in res.history)
@@ -182,7 +182,7 @@ def test_early_stopping_returns_best(rng):
 @pytest.mark.filterwarnings("ignore::fastmf.solvers.newton.ConvergenceWarning")
 def test_progress_false_is_silent(rng, capsys):
     r = random_ratings(rng)
-    newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, progress=False, max_iter=3, gtol=0, ftol=0)
+    newton_cg(MFObjective(r, 3, dtype=np.float64), random_state=0, progress=False, max_iter=3, tol=0, ftol=0)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
@@ -203,7 +203,7 @@ class CountingObjective:
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(gtol=-1), "gtol"),
+        (dict(tol=-1), "tol"),
         (dict(max_iter=-1), "max_iter"),
         (dict(preconditioner="ilu"), "preconditioner"),
         (dict(eta=0.3), "eta"),
@@ -263,7 +263,7 @@ def test_sign_loss_unbounded_status_and_bounded_case(rng):
     assert obj.fun(x) == pytest.approx(1e4 * (0.5 * sigma - sigma), rel=1e-9)
     # above the bound: converges (to 0 factors, the unique minimiser when reg > sigma)
     obj = MFObjective(r, 2, reg=1.5 * sigma, biases=False, loss="sign", hessian="exact", dtype=np.float64)
-    res = newton_cg(obj, random_state=0, progress=False, gtol=1e-8, ftol=0)
+    res = newton_cg(obj, random_state=0, progress=False, tol=1e-8, ftol=0)
     assert res.status is Status.GTOL
     assert np.abs(res.x).max() < 1e-6
 
@@ -293,7 +293,7 @@ def test_notebook_rank1_problem_converges(shared_data, preconditioner):
     assert doubled.values.min() == 1 and doubled.values.max() == 10
     obj = MFObjective(doubled, 1, reg=0.0, biases=False, dtype=np.float64)
     x0 = np.random.default_rng(0).random(obj.n_params)  # the notebook's np.random.rand start
-    res = newton_cg(obj, x0, gtol=1e-6, ftol=0.0, max_iter=100, progress=False, preconditioner=preconditioner)
+    res = newton_cg(obj, x0, tol=1e-6, ftol=0.0, max_iter=100, progress=False, preconditioner=preconditioner)
     g0 = res.history[0]["grad_norm"]
     assert g0 > 1e4
     assert res.status is Status.GTOL, res.message
@@ -335,7 +335,7 @@ def test_rejected_step_is_backtracked_not_thrown_away(rng, preconditioner):
     for bt in (0, 3):
         obj = MFObjective(r, 3, reg=0.1, dtype=np.float64, hessian="exact")
         runs[bt] = newton_cg(obj, random_state=0, preconditioner=preconditioner, backtrack=bt,
-                             gtol=1e-6, ftol=0.0, max_iter=300, progress=False)
+                             tol=1e-6, ftol=0.0, max_iter=300, progress=False)
         assert runs[bt].status is Status.GTOL, runs[bt].message
     h0, h3 = runs[0].history, runs[3].history
     # both runs are identical up to the first step that fails the ratio test
@@ -356,7 +356,7 @@ def test_rejected_step_is_backtracked_not_thrown_away(rng, preconditioner):
     assert runs[3].nfev >= len(h3) + runs[3].n_backtracks - 1
     # a step so long that every trial fails: rejected, radius = alpha ||s||_M / 4
     obj = MFObjective(r, 3, reg=0.1, dtype=np.float64, hessian="exact")
-    res = newton_cg(obj, random_state=0, preconditioner=preconditioner, initial_radius=1e3, gtol=1e-6, ftol=0.0,
+    res = newton_cg(obj, random_state=0, preconditioner=preconditioner, initial_radius=1e3, tol=1e-6, ftol=0.0,
                     max_iter=300, progress=False)
     fail = next(h for h in res.history[1:] if not h["accepted"])
     assert fail["backtracks"] == 3 and fail["step_scale"] <= 0.5**3
@@ -384,7 +384,7 @@ class Quadratic:
 def test_radius_doubles_at_the_boundary_and_is_capped(rng):
     n = 20
     obj = Quadratic(spd(rng, n, cond=10.0), rng.standard_normal(n))
-    res = newton_cg(obj, np.zeros(n), preconditioner="none", initial_radius=1e-3, max_radius=0.1, gtol=1e-6,
+    res = newton_cg(obj, np.zeros(n), preconditioner="none", initial_radius=1e-3, max_radius=0.1, tol=1e-6,
                     ftol=0.0, max_iter=500, progress=False)
     assert res.status is Status.GTOL
     h = res.history
@@ -403,7 +403,7 @@ def test_radius_doubles_at_the_boundary_and_is_capped(rng):
 def test_eisenstat_walker_forcing_converges(rng):
     r = random_ratings(rng)
     obj = MFObjective(r, 3, reg=1.0, dtype=np.float64, hessian="exact")
-    res = newton_cg(obj, random_state=0, forcing="eisenstat-walker", gtol=1e-6, ftol=0.0, max_iter=300,
+    res = newton_cg(obj, random_state=0, forcing="eisenstat-walker", tol=1e-6, ftol=0.0, max_iter=300,
                     progress=False)
     assert res.status is Status.GTOL, res.message
     assert res.grad_norm <= 1e-6 * res.history[0]["grad_norm"]

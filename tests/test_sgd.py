@@ -92,11 +92,11 @@ def test_same_seed_bit_identical_whatever_the_thread_count(small, kw):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 numba threads")
     train, _ = small
-    r1 = sgd(train, 8, n_epochs=5, n_threads=1, random_state=7, progress=False, **kw)
-    r2 = sgd(train, 8, n_epochs=5, n_threads=2, random_state=7, progress=False, **kw)
+    r1 = sgd(train, 8, max_iter=5, n_threads=1, random_state=7, progress=False, **kw)
+    r2 = sgd(train, 8, max_iter=5, n_threads=2, random_state=7, progress=False, **kw)
     assert r1.x.tobytes() == r2.x.tobytes()
     assert [h["loss"] for h in r1.history] == [h["loss"] for h in r2.history]
-    r3 = sgd(train, 8, n_epochs=5, n_threads=2, random_state=8, progress=False, **kw)
+    r3 = sgd(train, 8, max_iter=5, n_threads=2, random_state=8, progress=False, **kw)
     assert not np.array_equal(r1.x, r3.x)
 
 
@@ -107,7 +107,7 @@ def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
     train, _ = small
     reg = {"count": 0.05, "sqrt-count": 0.2, "uniform": 1.0}[weighting]
     res = sgd(train, 4, reg=reg, reg_bias=0.5 * reg, reg_weighting=weighting, biases=biases, dtype=np.float64,
-              schedule="constant", learning_rate=0.03, n_epochs=30, progress=False, train_loss="exact")
+              schedule="constant", learning_rate=0.03, max_iter=30, progress=False, train_loss="exact")
     assert res.train_loss == "exact" and res.nfev == 31  # initial + one pass an epoch
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < 0.7 * losses[0]
@@ -121,8 +121,8 @@ def test_reported_loss_is_the_objective_and_decreases(small, weighting, biases):
 # ------------------------------------------------------------------ running loss
 def test_loss_mode_does_not_change_the_fit(small):
     train, _ = small
-    run = sgd(train, 6, n_epochs=8, progress=False, random_state=3)
-    ex = sgd(train, 6, n_epochs=8, progress=False, random_state=3, train_loss="exact")
+    run = sgd(train, 6, max_iter=8, progress=False, random_state=3)
+    ex = sgd(train, 6, max_iter=8, progress=False, random_state=3, train_loss="exact")
     assert run.train_loss == "running" and ex.train_loss == "exact"
     assert run.x.tobytes() == ex.x.tobytes()
     assert run.fun == ex.fun  # both exact L at x
@@ -135,9 +135,9 @@ def test_running_loss_is_the_objective_when_parameters_do_not_move(small, biases
     # with a negligible step every pre-update residual is the residual at x0, so the
     # running loss of epoch 1 must equal L(x0): each rating counted once, factor 1/2, penalty
     train, _ = small
-    x0 = sgd(train, 4, biases=biases, dtype=np.float64, n_epochs=5, progress=False).x
+    x0 = sgd(train, 4, biases=biases, dtype=np.float64, max_iter=5, progress=False).x
     res = sgd(train, 4, biases=biases, dtype=np.float64, x0=x0, schedule="constant", learning_rate=1e-12,
-              n_epochs=1, mode=mode, n_threads=1, progress=False, reg=0.07, reg_bias=0.02)
+              max_iter=1, mode=mode, n_threads=1, progress=False, reg=0.07, reg_bias=0.02)
     ref = DenseMF(train.to_dense(), train.mask(), 4, reg=0.07, reg_bias=0.02, biases=biases, mu=res.mu,
                   reg_weighting="count")
     want = ref.fun(x0)
@@ -147,8 +147,8 @@ def test_running_loss_is_the_objective_when_parameters_do_not_move(small, biases
 
 def test_running_loss_tracks_the_exact_loss_at_convergence(small):
     train, _ = small
-    res = sgd(train, 4, n_epochs=150, progress=False, dtype=np.float64, random_state=1)
-    ex = sgd(train, 4, n_epochs=150, progress=False, dtype=np.float64, random_state=1, train_loss="exact")
+    res = sgd(train, 4, max_iter=150, progress=False, dtype=np.float64, random_state=1)
+    ex = sgd(train, 4, max_iter=150, progress=False, dtype=np.float64, random_state=1, train_loss="exact")
     run_l = np.array([h["loss"] for h in res.history])
     ex_l = np.array([h["loss"] for h in ex.history])
     assert res.x.tobytes() == ex.x.tobytes() and res.fun == ex_l[-1]
@@ -162,11 +162,11 @@ def test_running_loss_tracks_the_exact_loss_at_convergence(small):
 
 def test_running_loss_is_deterministic(small):
     train, _ = small
-    a = sgd(train, 8, n_epochs=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
-    b = sgd(train, 8, n_epochs=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
+    a = sgd(train, 8, max_iter=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
+    b = sgd(train, 8, max_iter=4, n_threads=1, random_state=5, progress=False, n_blocks=4)
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        c = sgd(train, 8, n_epochs=4, n_threads=2, random_state=5, progress=False, n_blocks=4)
+        c = sgd(train, 8, max_iter=4, n_threads=2, random_state=5, progress=False, n_blocks=4)
         assert [h["loss"] for h in a.history] == [h["loss"] for h in c.history]
         assert a.x.tobytes() == c.x.tobytes()
 
@@ -176,14 +176,14 @@ def test_divergence_guard_running_and_exact_agree(small):
     epochs = []
     for tl in ("running", "exact"):
         with pytest.raises(DivergenceError) as info:
-            sgd(train, 8, schedule="constant", learning_rate=2.0, n_epochs=50, progress=False, train_loss=tl)
+            sgd(train, 8, schedule="constant", learning_rate=2.0, max_iter=50, progress=False, train_loss=tl)
         epochs.append(info.value.epoch)
     assert epochs[0] == epochs[1]
 
 
 def test_recovers_a_planted_low_rank_model():
     train, test = planted(m=200, n=150, k=3, density=0.4, noise=0.1, seed=1)
-    res = sgd(train, 3, reg=0.005, n_epochs=40, learning_rate=0.1, random_state=0, progress=False)
+    res = sgd(train, 3, reg=0.005, max_iter=40, learning_rate=0.1, random_state=0, progress=False)
     assert val_rmse_of(res, train, test) < 0.15  # noise level 0.1
     assert np.std(test.values) > 0.9  # so the bound is far below predicting the mean
 
@@ -192,7 +192,7 @@ def test_recovers_a_planted_low_rank_model():
 @pytest.mark.parametrize("biases", [True, False])
 def test_dtypes_and_packing(small, dtype, biases):
     train, _ = small
-    res = sgd(train, 5, dtype=dtype, biases=biases, n_epochs=3, progress=False)
+    res = sgd(train, 5, dtype=dtype, biases=biases, max_iter=3, progress=False)
     assert res.x.dtype == dtype
     assert res.x.shape == (n_params(train.n_users, train.n_items, 5, biases),)
     assert res.rank == 5 and res.biases is biases
@@ -206,7 +206,7 @@ def test_empty_rows_stay_zero():
     u = np.array([0, 0, 2, 2, 3])
     i = np.array([0, 1, 1, 3, 0])
     r = Ratings.from_codes(u, i, np.array([4.0, 3, 5, 2, 1]), n_users=5, n_items=5)
-    res = sgd(r, 2, n_epochs=3, n_blocks=2, progress=False)
+    res = sgd(r, 2, max_iter=3, n_blocks=2, progress=False)
     P, Q, b, c = unpack(res.x, 5, 5, 2, True)
     assert np.all(P[[1, 4]] == 0) and np.all(Q[[2, 4]] == 0)
     assert np.all(b[[1, 4]] == 0) and np.all(c[[2, 4]] == 0)
@@ -214,13 +214,13 @@ def test_empty_rows_stay_zero():
 
 def test_schedules_decay_rates(small):
     train, _ = small
-    res = sgd(train, 4, schedule="decay", learning_rate=0.02, decay=0.5, n_epochs=3, progress=False)
+    res = sgd(train, 4, schedule="decay", learning_rate=0.02, decay=0.5, max_iter=3, progress=False)
     assert [h["learning_rate"] for h in res.history] == pytest.approx([0.02, 0.02 / 1.5, 0.02 / 2.0])
 
 
 def test_hogwild_runs_and_learns(small):
     train, test = small
-    res = sgd(train, 4, mode="hogwild", n_epochs=30, progress=False)
+    res = sgd(train, 4, mode="hogwild", max_iter=30, progress=False)
     assert res.mode == "hogwild" and res.n_blocks == 1
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     assert val_rmse_of(res, train, test) < np.std(test.values)
@@ -229,10 +229,10 @@ def test_hogwild_runs_and_learns(small):
 def test_warm_start_and_inputs_not_modified(small):
     train, _ = small
     before = (train.users.copy(), train.items.copy(), train.values.copy())
-    first = sgd(train, 4, n_epochs=20, progress=False)
+    first = sgd(train, 4, max_iter=20, progress=False)
     x0 = first.x.copy()
-    warm = sgd(train, 4, n_epochs=1, x0=first.x, progress=False)
-    cold = sgd(train, 4, n_epochs=1, progress=False)
+    warm = sgd(train, 4, max_iter=1, x0=first.x, progress=False)
+    cold = sgd(train, 4, max_iter=1, progress=False)
     assert np.array_equal(first.x, x0)
     for a, b in zip(before, (train.users, train.items, train.values)):
         assert np.array_equal(a, b)
@@ -243,7 +243,7 @@ def test_warm_start_and_inputs_not_modified(small):
 def test_divergence_raises_with_advice(small):
     train, _ = small
     with pytest.raises(DivergenceError) as info:
-        sgd(train, 8, schedule="constant", learning_rate=50.0, n_epochs=10, progress=False)
+        sgd(train, 8, schedule="constant", learning_rate=50.0, max_iter=10, progress=False)
     msg = str(info.value)
     assert "epoch 1" in msg and "learning_rate=50" in msg and "lower learning_rate" in msg
     assert "schedule='adaptive'" in msg
@@ -252,7 +252,7 @@ def test_divergence_raises_with_advice(small):
 
 def test_early_stopping_returns_best_parameters():
     train, val = planted(m=80, n=60, k=2, density=0.5, noise=0.5, seed=2)
-    res = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, n_epochs=300,
+    res = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, max_iter=300,
               progress=False, random_state=0)
     assert res.status == Status.EARLY_STOPPING and res.success
     assert res.nit < 300 and res.nit == res.best_iteration + 3
@@ -262,7 +262,7 @@ def test_early_stopping_returns_best_parameters():
     ref = DenseMF(train.to_dense(), train.mask(), 20, reg=0.0, mu=res.mu)
     assert res.fun == pytest.approx(ref.fun(res.x.astype(np.float64)), rel=1e-9)
     # exact loss: fun is the best epoch's recorded loss
-    ex = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, n_epochs=300,
+    ex = sgd(train, 20, reg=0.0, learning_rate=0.2, validation=val, early_stopping=3, max_iter=300,
              progress=False, random_state=0, train_loss="exact")
     assert ex.x.tobytes() == res.x.tobytes()
     assert ex.fun == ex.history[ex.best_iteration - 1]["loss"] == pytest.approx(res.fun, rel=1e-12)
@@ -276,20 +276,20 @@ def test_callback_stops_and_sees_records(small):
         seen.append(rec)
         return rec.iteration == 3
 
-    res = sgd(train, 4, n_epochs=10, validation=val, callbacks=[cb], progress=False, train_loss="exact")
+    res = sgd(train, 4, max_iter=10, validation=val, callbacks=[cb], progress=False, train_loss="exact")
     assert res.status == Status.CALLBACK and res.nit == 3 and len(seen) == 3
     assert seen[0]["val_rmse"] is not None and seen[-1].loss == res.fun
 
 
 def test_tol_stops(small):
     train, _ = small
-    res = sgd(train, 4, n_epochs=500, tol=1e-3, progress=False)
+    res = sgd(train, 4, max_iter=500, tol=1e-3, progress=False)
     assert res.status == Status.FTOL and res.nit < 500
 
 
 def test_progress_false_prints_nothing(small, capsys):
     train, val = small
-    sgd(train, 4, n_epochs=3, validation=val, progress=False)
+    sgd(train, 4, max_iter=3, validation=val, progress=False)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
@@ -306,7 +306,7 @@ def test_progress_false_prints_nothing(small, capsys):
         (dict(learning_rate=0.0), ValueError, "learning_rate"),
         (dict(schedule="cosine"), ValueError, "schedule"),
         (dict(decay=-0.1), ValueError, "decay"),
-        (dict(n_epochs=0), ValueError, "n_epochs"),
+        (dict(max_iter=0), ValueError, "max_iter"),
         (dict(n_blocks=0), ValueError, "n_blocks"),
         (dict(mode="async"), ValueError, "mode"),
         (dict(n_threads=0), ValueError, "n_threads"),
@@ -346,7 +346,7 @@ def test_ml100k_u1_test_rmse(ml100k_zip):
 
     base, test = load_ml100k_fold("u1", ml100k_zip.parent, download=False)
     inner, val = train_test_split(base, 0.1, random_state=0)
-    res = sgd(inner, validation=val, early_stopping=5, n_epochs=100, progress=False, clip=True)
+    res = sgd(inner, validation=val, early_stopping=5, max_iter=100, progress=False, clip=True)
     assert res.status == Status.EARLY_STOPPING
     P, Q, b, c = unpack(res.x, base.n_users, base.n_items, res.rank, True)
     rmse = rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, res.mu, (1, 5))
