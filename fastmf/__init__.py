@@ -20,6 +20,7 @@ from .exceptions import (
     ConvergenceWarning,
     DivergenceError,
     FastMFDeprecationWarning,
+    ForkedOpenMPError,
     NotFittedError,
     UnknownIdWarning,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceError",
     "FastMFDeprecationWarning",
+    "ForkedOpenMPError",
     "MFObjective",
     "MFProblem",
     "MatrixFactorization",

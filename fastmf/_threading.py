@@ -61,8 +61,7 @@ _ENV = "NUMBA_THREADING_LAYER"
 _TBB_LIBS = {"linux": "libtbb.so.12", "win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}
 
 
-class ForkedOpenMPError(RuntimeError):
-    """A fastmf kernel was called in a process forked after GNU OpenMP started."""
+from .exceptions import ForkedOpenMPError  # noqa: E402  (raised here; defined with the other errors)
 
 
 def _numba_parallel():

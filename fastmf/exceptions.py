@@ -11,6 +11,7 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceError",
     "FastMFDeprecationWarning",
+    "ForkedOpenMPError",
     "NotFittedError",
     "UnknownIdWarning",
 ]
@@ -54,3 +55,13 @@ class DivergenceError(FloatingPointError):
 
 class FastMFDeprecationWarning(DeprecationWarning):
     """A fastmf name or parameter that will be removed in the next release."""
+
+
+class ForkedOpenMPError(RuntimeError):
+    """A fastmf kernel was called in a process forked after GNU OpenMP started.
+
+    GNU OpenMP cannot run in a child forked from a parent that used it (the child would
+    hang).  Install ``tbb`` (fastmf then uses numba's fork-safe TBB layer), or start worker
+    processes with the ``spawn``/``forkserver`` method, or set
+    ``NUMBA_THREADING_LAYER=workqueue``.
+    """
