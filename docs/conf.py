@@ -93,6 +93,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     # the theme must not fetch anything: no version switcher, no icon links to the web
     "icon_links": [],
+    "header_links_before_dropdown": 4,
 }
 html_show_sourcelink = False
 
@@ -112,5 +113,63 @@ def _drop_pages_not_yet_written(app, docname, source):
             source[0] = source[0].replace(f"\n{page}\n", "\n")
 
 
+def _drop_object_base(app, name, obj, options, bases):
+    # "Bases: object" says nothing; keep the informative ones (exceptions, mixins)
+    bases[:] = [b for b in bases if b is not object]
+
+
+# Docstrings name objects where they are defined (``fastmf.model.MatrixFactorization``,
+# ``fastmf.solvers.newton.newton_cg``) or by their short name (``Ratings``); the API pages
+# document them under their public names (``fastmf.MatrixFactorization``).  Resolve such
+# references to the public entry: first by the object's defining module and qualified
+# name, then by a dotted suffix that matches exactly one documented object.
+_aliases: dict[str, str] | None = None
+
+
+def _public_name(app, target):
+    global _aliases
+    domain = app.env.get_domain("py")
+    if _aliases is None:
+        import importlib
+
+        _aliases = {}
+        for name in sorted(domain.objects, key=len):  # shortest public path wins
+            obj = None
+            parts = name.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                try:
+                    for attr in parts[i:]:
+                        obj = getattr(obj, attr)
+                except AttributeError:
+                    obj = None
+                break
+            qual = getattr(obj, "__qualname__", None)
+            mod = getattr(obj, "__module__", None)
+            if qual and mod:
+                _aliases.setdefault(f"{mod}.{qual}", name)
+    if target in _aliases:
+        return _aliases[target]
+    matches = [n for n in domain.objects if n.endswith("." + target.lstrip("~."))]
+    if len(matches) == 1:
+        return matches[0]
+    return None
+
+
+def _resolve_to_public(app, env, node, contnode):
+    if node.get("refdomain") != "py":
+        return None
+    name = _public_name(app, node["reftarget"])
+    if name is None or name == node["reftarget"]:
+        return None
+    return env.get_domain("py").resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], name, node, contnode)
+
+
 def setup(app):
+    app.connect("missing-reference", _resolve_to_public)
     app.connect("source-read", _drop_pages_not_yet_written)
+    app.connect("autodoc-process-bases", _drop_object_base)
