@@ -58,7 +58,6 @@ root_doc = "index"
 exclude_patterns = [
     "_build",
     "README.md",  # notes for maintainers of these docs, not a page
-    "README_proposal.md",  # becomes the repository README at merge
 ]
 
 # --- offline: no cross-project inventories --------------------------------------------

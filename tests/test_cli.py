@@ -39,15 +39,13 @@ README_STEPS = [
 README_PYTHON = textwrap.dedent(
     """
     import numpy as np
-    from fastmf.data.movielens import load_movielens
-    from fastmf.data.splits import train_test_split
-    from fastmf.model import MatrixFactorization
+    import fastmf
 
-    ratings = load_movielens("ml-latest-small")          # bundled, offline
-    train, test = train_test_split(ratings, test_size=0.1, random_state=0)
+    ratings = fastmf.load_movielens("ml-latest-small")   # bundled, offline
+    train, test = fastmf.train_test_split(ratings, test_size=0.1, random_state=0)
 
-    model = MatrixFactorization(rank=16, solver="newton", max_iter=10, random_state=0, progress=False)
-    model.fit(train, eval_set=test)
+    model = fastmf.MatrixFactorization(rank=16, solver="newton", max_iter=10, random_state=0, progress=False)
+    model.fit(train)
     print("test RMSE", round(model.evaluate(test)["rmse"], 4))
 
     print(model.predict(1, 31))                          # raw MovieLens ids
@@ -58,8 +56,8 @@ README_PYTHON = textwrap.dedent(
     # a new user, folded in from a few ratings (no retraining)
     print(model.recommend_new_user([1, 260, 1196], [5.0, 4.5, 5.0], n=3)[0])
 
-    model.save("model.npz")                              # atomic, versioned .npz
-    same = MatrixFactorization.load("model.npz")
+    model.save("model.npz")                              # atomic, versioned, validated on load
+    same = fastmf.MatrixFactorization.load("model.npz")
     assert np.array_equal(same.predict([1, 2], [31, 50]), model.predict([1, 2], [31, 50]))
 
     from fastmf.plot import plot_history
@@ -284,19 +282,25 @@ def test_readme_python_example(workdir):
 README_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
 
-def readme_blocks(language: str) -> list[str]:
-    """The fenced code blocks of README.md in ``language``."""
+#: Pages whose commands the walk-through also runs (the README shows the first steps and
+#: links to these for the rest).
+DOC_PAGES = [os.path.join(REPO_ROOT, "docs", name) for name in ("getting_started.md", "benchmarks.md")]
+
+
+def readme_blocks(language: str, path: str = README_PATH) -> list[str]:
+    """The fenced code blocks of README.md (or another Markdown page) in ``language``."""
     import re
 
-    with open(README_PATH, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         text = fh.read()
     return [m.group(1) for m in re.finditer(r"```" + language + r"\n(.*?)```", text, flags=re.S)]
 
 
 def test_readme_is_what_the_tests_run():
-    """The README's commands and Python example are exactly what this file runs."""
+    """The commands of the README and of its command pages, and the README's Python example,
+    are exactly what this file runs."""
     shown = []
-    for block in readme_blocks("bash"):
+    for block in [b for page in [README_PATH, *DOC_PAGES] for b in readme_blocks("bash", page)]:
         for line in block.splitlines():
             cmd = line.split("#")[0].strip()
             if cmd.startswith("fastmf "):
