@@ -31,7 +31,6 @@ import warnings
 import numpy as np
 import scipy.optimize as so
 
-from fastmf._packing import unpack
 from fastmf._threading import thread_limit
 from fastmf.data.ratings import Ratings
 from fastmf.data.splits import train_test_split

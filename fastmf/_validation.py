@@ -11,7 +11,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import pandas as pd
 
 __all__ = [
     "check_dtype",

@@ -34,7 +34,7 @@ _LABELS = {
 
 def _pyplot():
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401  (an import check: the message below says how to install it)
     except ImportError as exc:
         raise ImportError(
             "fastmf.plot needs matplotlib: pip install 'fastmf[plot]' (or pip install matplotlib)"

@@ -27,7 +27,7 @@ def random_ratings(rng, m=40, n=30, density=0.3, dtype=np.float64):
 @pytest.mark.parametrize("weighting", ["uniform", "count", "sqrt-count"])
 def test_each_half_step_is_the_exact_minimiser(rng, biases, weighting):
     r = random_ratings(rng)
-    m, n, k = r.n_users, r.n_items, 3
+    k = 3
     kw = dict(reg=0.7, reg_bias=0.2, biases=biases, reg_weighting=weighting)
     obj = MFObjective(r, k, dtype=np.float64, **kw)
     ref = DenseMF.from_ratings(r, k, **kw)

@@ -67,7 +67,7 @@ def test_factor_blocks_match_reference_diagonal_blocks(rng, biases, weighting, h
     alpha = {"uniform": 0.0, "sqrt-count": 0.5, "count": 1.0}[weighting]
     w_u = r.user_counts.astype(float) ** alpha
     w_i = r.item_counts.astype(float) ** alpha
-    for side, (indptr, cols, F, w, nrows, index) in {
+    for _side, (indptr, cols, F, w, nrows, index) in {
         "users": (r.user_indptr, r.items, Q, w_u, m, user_param_index),
         "items": (r.item_indptr, r.item_users, P, w_i, n, item_param_index),
     }.items():

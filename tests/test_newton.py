@@ -4,7 +4,6 @@ and the notebook problem that stalled (rank-1, ml-latest-small, ratings doubled)
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest

@@ -72,7 +72,7 @@ def test_soak_fit_save_load_predict(tmp_path):
     rng = np.random.default_rng(2024)
     _round(rng, "sgd", tmp_path)  # warm up (numba compilation, thread pools) before the baseline
     fds, threads = _open_fds(), threading.active_count()
-    for r in range(2):
+    for _ in range(2):
         for solver in SOLVERS:
             _round(rng, solver, tmp_path)
     assert _open_fds() <= fds

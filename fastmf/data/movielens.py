@@ -579,7 +579,8 @@ def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | Non
 
     Parquet (a file starting with ``PAR1`` or named ``*.parquet``/``*.pq``) is read
     by :func:`fastmf.data.arrow.read_parquet_ratings`, only the chosen columns,
-    with the same column names and ``columns`` rule as a CSV header.  Text accepted: CSV (``,`` or ``;``) or TSV with a header naming the columns
+    with the same column names and ``columns`` rule as a CSV header.  Text accepted: CSV
+    (``,`` or ``;``) or TSV with a header naming the columns
     (``userId,movieId,rating[,timestamp]``, ``user,item,rating[,timestamp]``,
     ``user_id,item_id|movie_id,rating[,timestamp]`` or any names given in
     ``columns``), or without a header: ``user item rating [timestamp]`` separated
