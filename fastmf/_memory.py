@@ -8,7 +8,7 @@ naming the estimate, its largest components, the limit and what to change.
 
 The limit is, first found: the solver option ``max_memory`` (bytes, or a string with
 units such as ``"8GiB"``), the environment variable ``FASTMF_MAX_MEMORY`` (same form),
-else the memory available now (``psutil.virtual_memory().available`` when psutil is
+else 80% of the memory available now (``psutil.virtual_memory().available`` when psutil is
 installed, else ``MemAvailable`` of ``/proc/meminfo``, else physical pages from
 ``os.sysconf``; no limit when none of them answers).
 
@@ -45,6 +45,9 @@ __all__ = ["MemoryEstimate", "estimate_fit_memory", "available_memory", "parse_m
 
 #: Environment variable holding the default limit (``"8GiB"``, ``"500MB"``, ``"1e9"``).
 ENV_VAR = "FASTMF_MAX_MEMORY"
+
+#: Share of the available memory a fit may use when no limit is given.
+_AVAILABLE_FRACTION = 0.8
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -145,7 +148,11 @@ def memory_limit(max_memory=None) -> tuple[int | None, str]:
     env = os.environ.get(ENV_VAR)
     if env is not None and env.strip():
         return parse_memory(env, f"${ENV_VAR}"), f"${ENV_VAR}"
-    return available_memory(), "available memory"
+    avail = available_memory()
+    if avail is None:
+        return None, "no limit"
+    # leave a margin for the process's other data, the OS and the estimate's error
+    return int(_AVAILABLE_FRACTION * avail), f"{_AVAILABLE_FRACTION:.0%} of the available memory"
 
 
 def _n_threads(n_threads) -> int:
