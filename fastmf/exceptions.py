@@ -11,6 +11,7 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceError",
     "FastMFDeprecationWarning",
+    "FitMemoryError",
     "ForkedOpenMPError",
     "NotFittedError",
     "UnknownIdWarning",
@@ -65,3 +66,25 @@ class ForkedOpenMPError(RuntimeError):
     processes with the ``spawn``/``forkserver`` method, or set
     ``NUMBA_THREADING_LAYER=workqueue``.
     """
+
+
+class FitMemoryError(MemoryError, ValueError):
+    """A fit was refused before any work: its estimated peak memory exceeds the limit.
+
+    A ``MemoryError`` (and, for the callers of gibbs's former ``max_memory`` check, a
+    ``ValueError``).  The message names the estimate, its largest components, the limit
+    and what to change.
+
+    Attributes
+    ----------
+    estimate : fastmf._memory.MemoryEstimate
+        The refused estimate (``total`` bytes and ``components``).
+    limit : int
+        The limit in bytes (and ``limit_source``, where it came from).
+    """
+
+    def __init__(self, message: str, estimate=None, limit: int | None = None, limit_source: str = ""):
+        super().__init__(message)
+        self.estimate = estimate
+        self.limit = limit
+        self.limit_source = limit_source

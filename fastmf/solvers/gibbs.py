@@ -56,6 +56,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .._memory import check_fit_memory, estimate_fit_memory, parse_memory
 from .._packing import n_params, pack, unpack
 from .._validation import check_nonnegative_float, check_positive_int, check_random_state
 from ..backends.local import LocalBackend
@@ -100,7 +101,7 @@ def gibbs(
     prior_shape: float = 1.0,
     prior_rate: float = 1.0,
     prior_mean_precision: float = 1.0,
-    max_memory: float = 4 * 2.0 ** 30,
+    max_memory=None,
     validation=None,
     clip: tuple[float, float] | None = None,
     callbacks: Callable | Iterable[Callable] | None = None,
@@ -141,9 +142,12 @@ def gibbs(
         Fix :math:`\sigma^2` instead of sampling it.
     prior_shape, prior_rate, prior_mean_precision : float > 0
         :math:`\alpha_0, \beta_0, \gamma_0` of the hyperpriors (libFM's defaults, 1).
-    max_memory : float
-        Bytes allowed for the kept draws, ``S k (m + n) * itemsize``; above it a
-        ``ValueError`` says what to change.
+    max_memory : float or str, optional
+        Bytes (or e.g. ``"8GiB"``) allowed for the whole fit, whose peak (mostly the
+        kept draws, ``S k (m + n) * itemsize``, and their copy in the model) is estimated
+        by :func:`fastmf._memory.estimate_fit_memory`; default ``$FASTMF_MAX_MEMORY``, else
+        the available memory.  Above it a :class:`~fastmf.exceptions.FitMemoryError` (a
+        ``MemoryError`` and a ``ValueError``) says what to change.
     validation : Ratings, optional
         Held-out ratings in the training code space: each record's ``val_rmse`` is
         the RMSE of the running posterior mean (during the burn-in: of the current
@@ -189,7 +193,8 @@ def gibbs(
         (prior_shape, "prior_shape"), (prior_rate, "prior_rate"), (prior_mean_precision, "prior_mean_precision")))
     if noise_variance is not None:
         noise_variance = check_nonnegative_float(noise_variance, "noise_variance", strictly_positive=True)
-    max_memory = check_nonnegative_float(max_memory, "max_memory", strictly_positive=True)
+    if max_memory is not None:
+        parse_memory(max_memory)
     run = RunOptions(max_iter=burn_in + n_samples, max_time=max_time, callbacks=callbacks, progress=progress,
                      validation=validation, clip=clip, n_threads=n_threads).check(min_iter=1)
     for attr in ("user_indptr", "items", "values", "item_indptr", "item_users", "item_values"):
@@ -201,12 +206,9 @@ def gibbs(
     problem = problem.bind(ratings)
     m, n = ratings.n_users, ratings.n_items
     n_kept = -(-n_samples // thin)
-    need = float(n_kept) * k * (m + n) * dtype.itemsize
-    if need > max_memory:
-        raise ValueError(
-            f"keeping {n_kept} draws of rank {k} for {m} users and {n} items needs {need / 2**30:.2f} GiB "
-            f"> max_memory={max_memory / 2**30:.2f} GiB: raise thin, lower n_samples or rank, or raise max_memory"
-        )
+    check_fit_memory(estimate_fit_memory("gibbs", m, n, ratings.nnz, k, biases, dtype, n_threads,
+                                         {"max_iter": n_samples, "thin": thin},
+                                         0 if validation is None else validation.nnz), max_memory)
     rng = check_random_state(random_state)
     x = _start(ratings, problem, x0, rng)
     backend = LocalBackend(ratings, problem, n_chunks=_N_CHUNKS, cast_ratings=False)

@@ -7,7 +7,8 @@ how it is called, the options it accepts, its defaults and what it supports.
 
 * :func:`check_fit_request` rejects options and parameters that the chosen solver does
   not take, before any work;
-* :func:`run_solver` runs the solver on the training (and validation) ratings and
+* :func:`run_solver` checks the fit's estimated peak memory (:mod:`fastmf._memory`;
+  solver option ``max_memory``, every solver) before any allocation, then runs the solver on the training (and validation) ratings and
   returns ``(SolverResult, mu)``;
 * :func:`get_solver_spec` answers "does solver X support fold-in / warm start / early stopping".
 """
@@ -19,13 +20,14 @@ from typing import Callable
 
 import numpy as np
 
+from .._memory import check_fit_memory, estimate_fit_memory, parse_memory
 from .._packing import pack
 from .._validation import check_nonnegative_float
 from ..data.ratings import Ratings
 from ..initialization import initial_factors
 from ..problem import solver_default
 
-__all__ = ["SolverSpec", "SOLVERS", "get_solver_spec", "check_fit_request", "run_solver"]
+__all__ = ["SolverSpec", "SOLVERS", "get_solver_spec", "check_fit_request", "run_solver", "check_memory"]
 
 _DEFAULT_ROW_SCALE = 0.1  # MFObjective.x0's default row norm
 #: Estimator parameters that solver_options may not set.
@@ -156,7 +158,7 @@ SOLVERS: dict[str, SolverSpec] = {
         options=_NEWTON_OBJECTIVE + ("x0", "tol", "ftol", "max_iter", "max_time", "preconditioner",
                                      "initial_radius", "max_radius", "eta", "cg_tol", "forcing", "max_cg", "backtrack",
                                      "validation", "early_stopping", "min_delta", "clip", "callbacks", "progress",
-                                     "random_state", "n_threads", "max_block_memory", "check_bounded"),
+                                     "random_state", "n_threads", "max_block_memory", "check_bounded", "max_memory"),
         deprecated_options={"gtol": "tol"},
         defaults={k: solver_default("newton", k) for k in ("reg", "reg_weighting")},
         # Newton's default objective format is COO, whose gradient reduction order follows the threads
@@ -164,13 +166,13 @@ SOLVERS: dict[str, SolverSpec] = {
     ),
     "als": SolverSpec(
         "als", _run_factored,
-        options=("reg", "reg_bias", "biases", "reg_weighting", "dtype") + _RUN,
+        options=("reg", "reg_bias", "biases", "reg_weighting", "dtype", "max_memory") + _RUN,
         defaults={k: solver_default("als", k) for k in ("reg", "reg_weighting")},
     ),
     "sgd": SolverSpec(
         "sgd", _run_factored,
         options=("reg", "reg_bias", "reg_weighting", "biases", "mu", "dtype", "learning_rate", "schedule", "decay",
-                 "n_blocks", "mode", "reshuffle", "init_scale", "train_loss") + _RUN,
+                 "n_blocks", "mode", "reshuffle", "init_scale", "train_loss", "max_memory") + _RUN,
         deprecated_options={"n_epochs": "max_iter"},
         defaults={k: solver_default("sgd", k) for k in ("reg", "reg_weighting")},
     ),
@@ -224,15 +226,42 @@ def check_fit_request(p: dict, warm_start: bool) -> None:
     if not spec.supports_early_stopping and p["early_stopping"] is not None:
         raise ValueError(f"solver={spec.name!r} averages draws, which does not overfit: early_stopping does not "
                          "apply (an eval_set is still scored each sweep)")
+    if p["solver_options"].get("max_memory") is not None:
+        parse_memory(p["solver_options"]["max_memory"], "solver_options['max_memory']")
     if warm_start and not spec.supports_warm_start:
         raise ValueError(f"warm_start is not available for solver={spec.name!r} (its model stacks posterior draws): "
                          "refit from scratch")
 
 
 def run_solver(p: dict, train: Ratings, val: Ratings | None, x0: np.ndarray | None):
-    """Run ``p["solver"]``; return ``(result, mu)``."""
+    """Check the fit's memory, then run ``p["solver"]``; return ``(result, mu)``.
+
+    Raises
+    ------
+    FitMemoryError
+        The estimated peak memory (:func:`fastmf._memory.estimate_fit_memory`) exceeds
+        ``solver_options["max_memory"]``, ``$FASTMF_MAX_MEMORY`` or the available memory;
+        before any allocation.
+    """
     spec = get_solver_spec(p["solver"])
+    check_memory(p, train, val)
+    if spec.name != "gibbs" and "max_memory" in p["solver_options"]:
+        opts = dict(p["solver_options"])
+        del opts["max_memory"]
+        p = dict(p, solver_options=opts)
     return spec.run(spec, p, train, val, x0)
+
+
+def check_memory(p: dict, train: Ratings, val: Ratings | None) -> None:
+    """Raise :class:`~fastmf.exceptions.FitMemoryError` when the fit ``p`` on ``train`` would not fit in memory."""
+    opts = dict(p["solver_options"])
+    for name in ("max_iter",):
+        if p.get(name) is not None:
+            opts.setdefault(name, p[name])
+    opts.setdefault("max_iter", opts.get("n_samples", 200))
+    estimate = estimate_fit_memory(p["solver"], train.n_users, train.n_items, train.nnz, p["rank"], p["biases"],
+                                   p["dtype"], p["n_threads"], opts, n_validation=0 if val is None else val.nnz)
+    check_fit_memory(estimate, opts.get("max_memory"))
 
 
 def _rating_scale(train: Ratings) -> tuple[float, float]:

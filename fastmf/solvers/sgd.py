@@ -241,8 +241,10 @@ def _check_clip(clip, ratings: Ratings):
         low, high = (float(v) for v in clip)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"clip must be None, True or a pair (low, high), got {clip!r}") from exc
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(f"clip must be (low, high) with finite low < high, got {clip!r}")
+    # low == high is allowed: data whose ratings are all equal (or a single rating) has a
+    # one-point observed scale, and predictions clipped to it are that value
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ValueError(f"clip must be (low, high) with finite low <= high, got {clip!r}")
     return (low, high)
 
 
