@@ -88,8 +88,8 @@ def _rss_kib() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _memory_child(n: int, which: str) -> None:
-    u, i, r = synthetic_arrays(n)
+def _memory_child(folder: str, which: str) -> None:
+    u, i, r = (np.load(os.path.join(folder, f"{x}.npy")) for x in "uir")  # no temporary peak
     fn = new_path if which == "new" else old_path
     fn(u[:1000], i[:1000], r[:1000])
     before = max(_rss_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -99,9 +99,14 @@ def _memory_child(n: int, which: str) -> None:
     print(f"{which} {len(u)} {inputs} {peak - before} {out.nnz}")
 
 
-def memory(n: int) -> None:
+def memory(n: int, scratch: str) -> None:
+    """Peak RSS of one call above the RSS before it, in a fresh process per path."""
+    folder = os.path.join(scratch, f"mem-{n}")
+    os.makedirs(folder, exist_ok=True)
+    for x, arr in zip("uir", synthetic_arrays(n)):
+        np.save(os.path.join(folder, f"{x}.npy"), arr)
     for which in ("old", "new"):
-        res = subprocess.run([sys.executable, "-m", "bench.conversion", "--child", str(n), which],
+        res = subprocess.run([sys.executable, "-m", "bench.conversion", "--child", folder, which],
                              cwd=_REPO, capture_output=True, text=True, check=True)
         label, nn, inputs, extra, _ = res.stdout.split()
         print(f"peak memory {label}: n={int(nn):,} inputs {int(inputs) / 1024:.0f} MiB, "
@@ -153,11 +158,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--memory", action="store_true", help="peak-memory subprocesses at each size")
     p.add_argument("--csv", type=int, default=0, help="rows of a synthetic ML-25M ratings.csv to load")
-    p.add_argument("--csv-dir", default=os.environ.get("FASTMF_BENCH_SCRATCH", "/tmp/fastmf-bench"))
+    p.add_argument("--csv-dir", help="scratch folder (CSV, memory inputs)", default=os.environ.get("FASTMF_BENCH_SCRATCH", "/tmp/fastmf-bench"))
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        _memory_child(int(a.child[0]), a.child[1])
+        _memory_child(a.child[0], a.child[1])
         return
     print(f"uptime: {os.getloadavg()}")
     for n in a.sizes:
@@ -165,7 +170,7 @@ def main(argv=None) -> None:
         print(f"as_ratings int ids n={res['n']:,}: old {res['old']:.3f} s, new {res['new']:.3f} s, "
               f"ratio {res['ratio']:.1f}x")
         if a.memory:
-            memory(n)
+            memory(n, a.csv_dir)
     for n in a.strings:
         res = time_both(n, a.repeat, strings=True)
         print(f"as_ratings string ids n={res['n']:,}: old {res['old']:.3f} s, new {res['new']:.3f} s, "
