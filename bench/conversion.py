@@ -15,14 +15,13 @@ Synthetic data: ``users = rng.integers(0, 138_000, n)``, ``items = rng.integers(
 27_000, n)`` (int64, unsorted, duplicates dropped keeping the first occurrence, so the
 default ``duplicates="error"`` passes), ratings float32 in 0.5 steps.  ``--memory``
 measures, in a subprocess per path, the peak resident memory of one call above the
-resident memory before it (``ru_maxrss``), against the size of the input arrays.
+resident memory before it (``VmHWM`` after resetting it, ``/proc/self/clear_refs``), against the size of the input arrays.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -83,18 +82,28 @@ def time_both(n: int, repeat: int, strings: bool = False) -> dict:
     return {"n": len(u), **best, "ratio": best["old"] / best["new"]}
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> None:
+    """Reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _memory_child(folder: str, which: str) -> None:
     u, i, r = (np.load(os.path.join(folder, f"{x}.npy")) for x in "uir")  # no temporary peak
     fn = new_path if which == "new" else old_path
     fn(u[:1000], i[:1000], r[:1000])
-    before = max(_rss_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    _reset_peak()
+    before = _status_kib("VmRSS")
     out = fn(u, i, r)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     inputs = (u.nbytes + i.nbytes + r.nbytes) // 1024
     print(f"{which} {len(u)} {inputs} {peak - before} {out.nnz}")
 
