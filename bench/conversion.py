@@ -15,7 +15,8 @@ Synthetic data: ``users = rng.integers(0, 138_000, n)``, ``items = rng.integers(
 27_000, n)`` (int64, unsorted, duplicates dropped keeping the first occurrence, so the
 default ``duplicates="error"`` passes), ratings float32 in 0.5 steps.  ``--memory``
 measures, in a subprocess per path, the peak resident memory of one call above the
-resident memory before it (``VmHWM`` after resetting it, ``/proc/self/clear_refs``), against the size of the input arrays.
+resident memory before it (``VmHWM`` after resetting it, ``/proc/self/clear_refs``),
+against the size of the input arrays.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--memory", action="store_true", help="peak-memory subprocesses at each size")
     p.add_argument("--csv", type=int, default=0, help="rows of a synthetic ML-25M ratings.csv to load")
-    p.add_argument("--csv-dir", help="scratch folder (CSV, memory inputs)", default=os.environ.get("FASTMF_BENCH_SCRATCH", "/tmp/fastmf-bench"))
+    p.add_argument("--csv-dir", help="scratch folder (CSV, memory inputs)",
+                   default=os.environ.get("FASTMF_BENCH_SCRATCH", "/tmp/fastmf-bench"))
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
