@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .._validation import check_dtype
+from ._sort import factorize_int
 from .ratings import Ratings
 
 __all__ = [
@@ -313,6 +314,9 @@ def _dense_codes(ids: np.ndarray):
     """
     if ids.dtype.kind not in "iu" or ids.size == 0:
         return None
+    if ids.dtype.kind == "i":  # numba, parallel: same table rule and codes
+        res = factorize_int(ids)
+        return None if res is None or res[1][0] < 0 else res
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi > 4 * ids.size + (1 << 20):
         return None

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .._validation import as_1d, check_dtype, check_rating_scale, check_ratings_values, check_raw_ids
 from ._layout import first_unsorted, indptr_from_sorted, item_major
+from ._sort import factorize_int, gather, sort_by_user_item
 from .ids import IdIndex, as_id_array
 
 __all__ = ["Ratings"]
@@ -50,9 +51,50 @@ _DATAFRAME_COLUMN_GUESSES = (
 
 
 def _factorize(raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (int32) of ``raw`` and its sorted unique ids (see :meth:`IdIndex.factorize`)."""
+    """Codes (int32) of ``raw`` and its sorted unique ids (see :meth:`IdIndex.factorize`).
+
+    Integer ids in a range not much wider than their number are coded by a presence
+    table (:func:`fastmf.data._sort.factorize_int`, the same codes); others by
+    :meth:`IdIndex.factorize`.
+    """
+    fast = factorize_int(raw)
+    if fast is not None:
+        return fast
     codes, index = IdIndex.factorize(raw, name)
     return codes, index.ids
+
+
+def _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates):
+    """Codes, values and timestamps sorted by (user, item), duplicates handled per ``duplicates``.
+
+    Two stable counting sorts (:func:`fastmf.data._sort.sort_by_user_item`): the order
+    is that of a stable argsort of ``user * n_items + item``, so ties keep input order.
+    """
+    users, items, order, n_dup = sort_by_user_item(ucodes, icodes, len(user_ids), len(item_ids))
+    if not n_dup:
+        return users, items, gather(vals, order), None if ts is None else gather(ts, order)
+    dup = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
+    if duplicates == "error":
+        pos = np.flatnonzero(dup) + 1
+        j = pos[np.argmin(order[pos])]
+        a, b = sorted((int(order[j - 1]), int(order[j])))
+        raise ValueError(
+            f"duplicate (user, item) pair ({_py(user_ids[ucodes[b]])!r}, {_py(item_ids[icodes[b]])!r}) "
+            f"at rows {a} and {b}; pass duplicates='last' or 'mean' to combine duplicates"
+        )
+    # Runs of equal keys: keep the last position of each run (the sort is stable).
+    last = np.append(~dup, True)
+    if duplicates == "mean":
+        starts = np.flatnonzero(np.insert(~dup, 0, True))
+        sums = np.add.reduceat(gather(vals, order).astype(np.float64), starts)
+        counts = np.diff(np.append(starts, len(order)))
+        vals = (sums / counts).astype(vals.dtype)
+        ts = None if ts is None else np.maximum.reduceat(gather(ts, order), starts)
+    else:  # "last"
+        keep = order[last]
+        vals = vals[keep]
+        ts = None if ts is None else ts[keep]
+    return users[last], items[last], vals, ts
 
 
 def _check_timestamps(ts: np.ndarray) -> np.ndarray:
@@ -330,39 +372,8 @@ class Ratings:
 
     @classmethod
     def _canonicalize(cls, ucodes, icodes, vals, ts, user_ids, item_ids, duplicates, rating_scale, name):
-        n_items = len(item_ids)
         if first_unsorted(ucodes, icodes) >= 0:
-            key = ucodes.astype(np.int64) * n_items + icodes
-            order = np.argsort(key, kind="stable")
-            key = key[order]
-            dup = key[1:] == key[:-1]
-            if dup.any():
-                if duplicates == "error":
-                    pos = np.flatnonzero(dup) + 1
-                    j = pos[np.argmin(order[pos])]
-                    a, b = sorted((int(order[j - 1]), int(order[j])))
-                    raise ValueError(
-                        f"duplicate (user, item) pair ({_py(user_ids[ucodes[b]])!r}, {_py(item_ids[icodes[b]])!r}) "
-                        f"at rows {a} and {b}; pass duplicates='last' or 'mean' to combine duplicates"
-                    )
-                # Runs of equal keys: keep the last position of each run.
-                last = np.append(~dup, True)
-                starts = np.flatnonzero(np.insert(~dup, 0, True))
-                if duplicates == "mean":
-                    sums = np.add.reduceat(vals[order].astype(np.float64), starts)
-                    counts = np.diff(np.append(starts, len(order)))
-                    keep = order[last]
-                    ucodes, icodes = ucodes[keep], icodes[keep]
-                    vals = (sums / counts).astype(vals.dtype)
-                    if ts is not None:
-                        ts = np.maximum.reduceat(ts[order], starts)
-                else:  # "last": stable sort keeps input order within a run
-                    keep = order[last]
-                    ucodes, icodes, vals = ucodes[keep], icodes[keep], vals[keep]
-                    ts = None if ts is None else ts[keep]
-            else:
-                ucodes, icodes, vals = ucodes[order], icodes[order], vals[order]
-                ts = None if ts is None else ts[order]
+            ucodes, icodes, vals, ts = _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates)
         return cls(
             np.ascontiguousarray(ucodes, dtype=np.int32),
             np.ascontiguousarray(icodes, dtype=np.int32),

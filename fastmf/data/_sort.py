@@ -1,0 +1,338 @@
+"""Numba counting sorts behind :meth:`fastmf.data.Ratings.from_arrays` (issue #14 item 3).
+
+Two steps replace the generic ``pd.factorize(sort=True)`` + ``np.argsort`` path:
+
+* :func:`factorize_int` codes integer ids through a presence table when their range
+  is small relative to their number (``max - min <= 4 * n + 2**20``): O(n + range),
+  codes are the rank among the present ids, so the unique ids come out sorted and the
+  codes are exactly those of ``pd.factorize(raw, sort=True)``.  Otherwise it returns
+  ``None`` and the caller keeps the generic path.
+* :func:`sort_by_user_item` is a two-pass (LSD) stable counting sort: by item, then
+  by user.  It gives the canonical order sorted by (user, item), ties (duplicate
+  pairs) in input order, i.e. exactly ``np.argsort(user * n_items + item,
+  kind="stable")``.  Each pass runs over ``n_chunks`` contiguous chunks in parallel,
+  with per-chunk counts and a prefix sum over (bucket, chunk), so the result does not
+  depend on the number of threads.
+
+Positions are int32 when ``nnz < 2**31`` (int64 otherwise) to keep the temporary
+memory at a few bytes a rating.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = ["factorize_int", "sort_by_user_item", "n_chunks_for"]
+
+#: Presence-table coding when ``max - min <= DENSE_FACTOR * n + DENSE_SLACK``.
+DENSE_FACTOR = 4
+DENSE_SLACK = 1 << 20
+_MIN_CHUNK = 1 << 16
+
+
+def n_chunks_for(n: int, n_buckets: int) -> int:
+    """Chunks of a parallel counting sort: one per thread, fewer for small inputs.
+
+    Per-chunk counts cost ``n_chunks * n_buckets`` int64, so the count is also capped
+    to keep that below the input size.
+    """
+    threads = numba.get_num_threads()
+    by_size = max(1, n // _MIN_CHUNK)
+    by_buckets = max(1, n // max(1, n_buckets))
+    return int(max(1, min(threads, by_size, by_buckets)))
+
+
+# ---------------------------------------------------------------------------- coding
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _minmax(ids, n_chunks):
+    n = ids.shape[0]
+    los = np.empty(n_chunks, dtype=np.int64)
+    his = np.empty(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        lo = np.int64(ids[a])
+        hi = lo
+        for j in range(a + 1, b):
+            x = np.int64(ids[j])
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+        los[c] = lo
+        his[c] = hi
+    return los.min(), his.max()
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _presence_codes(ids, lo, span, n_chunks, uniques_template):
+    """Codes (int32) by rank in a presence table of ``span`` slots, and the sorted uniques."""
+    n = ids.shape[0]
+    table = np.zeros(span, dtype=np.int32)
+    for c in prange(n_chunks):  # identical writes of 1 from several threads: benign
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            table[np.int64(ids[j]) - lo] = 1
+    n_unique = 0
+    for s in range(span):  # in place: 0/1 -> rank (or -1 if absent)
+        if table[s]:
+            table[s] = n_unique
+            n_unique += 1
+        else:
+            table[s] = -1
+    uniques = np.empty(n_unique, dtype=uniques_template.dtype)
+    for s in range(span):
+        r = table[s]
+        if r >= 0:
+            uniques[r] = s + lo
+    codes = np.empty(n, dtype=np.int32)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            codes[j] = table[np.int64(ids[j]) - lo]
+    return codes, uniques
+
+
+def factorize_int(raw: np.ndarray):
+    """``(codes int32, sorted unique ids)`` of validated integer ids by a presence table, or ``None``.
+
+    ``raw`` comes from :func:`fastmf.data.ids.raw_ids` (signed integers, non-negative).
+    Gives exactly ``pd.factorize(raw, sort=True)`` (codes as int32, uniques in
+    ``raw``'s dtype); ``None`` for non-integer ids, empty input or a range too wide
+    for the table (the caller then factorizes generically).
+    """
+    if raw.dtype.kind != "i" or raw.size == 0:
+        return None
+    n = raw.shape[0]
+    chunks = n_chunks_for(n, 1)
+    lo, hi = _minmax(raw, chunks)
+    lo, hi = int(lo), int(hi)
+    span = hi - lo + 1
+    if span > DENSE_FACTOR * n + DENSE_SLACK or span > np.iinfo(np.int32).max:
+        return None  # the generic path (and its int32 code-range check)
+    return _presence_codes(raw, np.int64(lo), span, chunks, raw[:0])
+
+
+# ---------------------------------------------------------------------------- sorting
+@numba.njit(cache=True, nogil=True)
+def _chunk_offsets(counts):
+    """Exclusive prefix sum over (bucket, chunk) of per-chunk counts, in place; bucket ends."""
+    n_chunks, n_buckets = counts.shape
+    ends = np.empty(n_buckets + 1, dtype=np.int64)
+    ends[0] = 0
+    run = np.int64(0)
+    for k in range(n_buckets):
+        for c in range(n_chunks):
+            cnt = counts[c, k]
+            counts[c, k] = run
+            run += cnt
+        ends[k + 1] = run
+    return ends
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sort_by_item(icodes, n_items, n_chunks, perm):
+    """``perm``: positions sorted stably by item code."""
+    n = icodes.shape[0]
+    counts = np.zeros((n_chunks, n_items), dtype=np.int64)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            counts[c, icodes[j]] += 1
+    _chunk_offsets(counts)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            i = icodes[j]
+            p = counts[c, i]
+            counts[c, i] = p + 1
+            perm[p] = j
+    return perm
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sort_by_user(ucodes, icodes, by_item, n_users, n_chunks, src, out_items):
+    """Stable counting sort of the item-sorted positions ``by_item`` by user.
+
+    Fills ``src`` (canonical position -> input row) and ``out_items``; returns the
+    user indptr (int64, ``n_users + 1``).
+    """
+    n = by_item.shape[0]
+    counts = np.zeros((n_chunks, n_users), dtype=np.int64)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for k in range(a, b):
+            counts[c, ucodes[by_item[k]]] += 1
+    indptr = _chunk_offsets(counts)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for k in range(a, b):
+            j = by_item[k]
+            u = ucodes[j]
+            p = counts[c, u]
+            counts[c, u] = p + 1
+            src[p] = j
+            out_items[p] = icodes[j]
+    return indptr
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _users_from_indptr(indptr, out_users):
+    n_users = indptr.shape[0] - 1
+    for u in prange(n_users):
+        for p in range(indptr[u], indptr[u + 1]):
+            out_users[p] = u
+    return out_users
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gather(values, src, out):
+    for p in prange(src.shape[0]):
+        out[p] = values[src[p]]
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_duplicates(users, items, n_chunks):
+    """Number of positions equal (user and item) to the previous one."""
+    n = users.shape[0]
+    per = np.zeros(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        a = max(1, c * n // n_chunks)
+        b = (c + 1) * n // n_chunks
+        d = 0
+        for k in range(a, b):
+            if items[k] == items[k - 1] and users[k] == users[k - 1]:
+                d += 1
+        per[c] = d
+    return per.sum()
+
+
+def gather(values: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``values[src]`` (a new array), in parallel."""
+    return _gather(values, src, np.empty(src.shape[0], dtype=values.dtype))
+
+
+# ---------------------------------------------------------------------------- packed radix sort
+_DIGIT_BITS = 11
+_DIGIT_MASK = (1 << _DIGIT_BITS) - 1
+
+
+def _bits(n: int) -> int:
+    """Bits needed for the values ``0 .. n - 1``."""
+    return max(1, int(n - 1).bit_length())
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _pack(ucodes, icodes, item_bits, pos_bits, n_chunks, out):
+    n = ucodes.shape[0]
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            out[j] = (((np.int64(ucodes[j]) << item_bits) | np.int64(icodes[j])) << pos_bits) | j
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _radix_pass(keys, out, shift, n_chunks):
+    """One stable LSD pass on the 11-bit digit at ``shift``: ``keys`` -> ``out``."""
+    n = keys.shape[0]
+    counts = np.zeros((n_chunks, 1 << 11), dtype=np.int64)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            counts[c, (keys[j] >> shift) & 2047] += 1
+    _chunk_offsets(counts)
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for j in range(a, b):
+            v = keys[j]
+            d = (v >> shift) & 2047
+            p = counts[c, d]
+            counts[c, d] = p + 1
+            out[p] = v
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _unpack(keys, item_bits, pos_bits, n_chunks, users, items):
+    """Users and items of the sorted packed keys; ``keys`` becomes the positions, in place."""
+    n = keys.shape[0]
+    pmask = (np.int64(1) << pos_bits) - 1
+    imask = (np.int64(1) << item_bits) - 1
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for p in range(a, b):
+            v = keys[p]
+            k = v >> pos_bits
+            items[p] = k & imask
+            users[p] = k >> item_bits
+            keys[p] = v & pmask
+
+
+def _radix_sort(ucodes, icodes, n_users, n_items):
+    """Sorted (users, items, src) by an LSD radix sort of packed ``user|item|position`` int64 keys.
+
+    The position in the low bits makes every key unique, so any sort of the packed
+    keys is the stable sort by (user, item); only the (user, item) bits are radix
+    digits (11 bits a pass).  ``None`` when the packed key needs more than 63 bits.
+
+    Memory: two int64 buffers of ``nnz`` (fresh pages are expensive, so they are
+    reused): the sorted buffer becomes ``src`` (int64) in place, the other one holds
+    ``users`` and ``items`` as its two int32 halves.
+    """
+    n = ucodes.shape[0]
+    ib, ub, pb = _bits(n_items), _bits(n_users), _bits(n)
+    if ib + ub + pb > 63:
+        return None
+    chunks = n_chunks_for(n, 1 << _DIGIT_BITS)
+    keys = _pack(ucodes, icodes, np.int64(ib), np.int64(pb), chunks, np.empty(n, dtype=np.int64))
+    tmp = np.empty(n, dtype=np.int64)
+    for shift in range(pb, pb + ib + ub, _DIGIT_BITS):
+        _radix_pass(keys, tmp, np.int64(shift), chunks)
+        keys, tmp = tmp, keys
+    halves = tmp.view(np.int32)
+    users, items = halves[:n], halves[n:]
+    _unpack(keys, np.int64(ib), np.int64(pb), chunks, users, items)
+    return users, items, keys
+
+
+def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_items: int):
+    """Canonical order of (user, item) codes by two stable counting sorts.
+
+    Returns
+    -------
+    users, items : ndarray of int32
+        Sorted codes.
+    src : ndarray of int64 (radix path) or int32 (counting-sort fallback, int64 if ``nnz >= 2**31``)
+        Input row of each sorted position: ``np.argsort(users * n_items + items,
+        kind="stable")``.
+    n_duplicates : int
+        Positions whose (user, item) equals the previous one.
+    """
+    n = ucodes.shape[0]
+    pos_dtype = np.int32 if n < 2**31 else np.int64
+    res = _radix_sort(ucodes, icodes, n_users, n_items)
+    if res is not None:
+        users, items, src = res
+        return users, items, src, int(_count_duplicates(users, items, n_chunks_for(n, 1)))
+    by_item = _sort_by_item(icodes, n_items, n_chunks_for(n, n_items), np.empty(n, dtype=pos_dtype))
+    src = np.empty(n, dtype=pos_dtype)
+    items = np.empty(n, dtype=np.int32)
+    indptr = _sort_by_user(ucodes, icodes, by_item, n_users, n_chunks_for(n, n_users), src, items)
+    del by_item
+    users = _users_from_indptr(indptr, np.empty(n, dtype=np.int32))
+    n_dup = int(_count_duplicates(users, items, n_chunks_for(n, 1)))
+    return users, items, src, n_dup
