@@ -106,6 +106,8 @@ def _check_text(spec: str, path: Path) -> None:
             head = fh.read(1 << 16)
     except OSError as exc:
         raise CLIError(f"{spec}: cannot read the file ({exc.strerror or exc})") from exc
+    if head.startswith(b"PAR1") or path.suffix.lower() in (".parquet", ".pq"):
+        return  # Parquet is binary by design: load_ratings_file reads it (and names the file on errors)
     bad = head.find(b"\0")
     if bad < 0:
         try:
