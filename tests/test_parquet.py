@@ -191,3 +191,14 @@ def test_cli_fit_on_parquet(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "data: Ratings('ratings.parquet', n_users=610, n_items=9724, nnz=100836" in out
     assert "test RMSE:" in out
+
+
+def test_ratings_methods_round_trip_through_parquet(tmp_path):
+    """``Ratings.to_parquet`` / ``Ratings.from_arrow`` are the data.arrow functions as methods."""
+    r = Ratings.from_arrays(np.array(["b", "a", "c", "a"]), np.array([10, 20, 10, 30]),
+                            np.array([4.0, 3.5, 1.0, 5.0]), np.array([5, 6, 7, 8]), dtype=np.float64)
+    path = r.to_parquet(tmp_path / "r.parquet")
+    back = Ratings.from_arrow(pq.read_table(path))
+    assert back.values.dtype == np.float64
+    for attr in ("users", "items", "values", "timestamps", "user_ids", "item_ids"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(r, attr))

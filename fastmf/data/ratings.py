@@ -349,6 +349,29 @@ class Ratings:
         )
 
     @classmethod
+    def from_arrow(cls, data, **kwargs) -> "Ratings":
+        """Ratings from Arrow data (a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader``
+        or an iterable of batches), with the column rules of a CSV header.
+
+        Keyword arguments (``columns``, ``dtype``, ``rating_scale``, ``duplicates``, ``name``)
+        are those of :func:`fastmf.data.arrow.ratings_from_arrow`.
+        """
+        from .arrow import ratings_from_arrow  # arrow.py imports this module
+
+        return ratings_from_arrow(data, **kwargs)
+
+    def to_parquet(self, path, **kwargs):
+        """Write the ratings to a Parquet file, atomically; returns its ``Path``.
+
+        Raw ids, ratings (their dtype kept) and timestamps round-trip through
+        :meth:`from_arrow` / :func:`fastmf.load_ratings_file`.  Keyword arguments
+        (``compression``) are those of :func:`fastmf.data.arrow.ratings_to_parquet`.
+        """
+        from .arrow import ratings_to_parquet
+
+        return ratings_to_parquet(self, path, **kwargs)
+
+    @classmethod
     def from_scipy(cls, matrix, **kwargs) -> "Ratings":
         """Build from a scipy sparse matrix or array (users x items), COO or CSR (or any format).
 
