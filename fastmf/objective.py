@@ -149,7 +149,7 @@ class MFObjective:
         item buffer added in block order, taken by however many threads run; results are
         bit-identical at any thread count.  Costs ``B * n_items * (rank + 1)`` buffer
         floats (``B = 16``: 56 MB at the ML-20M shape, rank 32, float32) and time: about
-        +10-30% per loss+gradient and Hessian product at 2 threads, ``B = 16`` vs 2
+        +7-30% per loss+gradient and Hessian product at 2 threads, ``B = 16`` vs 2
         (4M-rating ML-20M-shaped set, rank 32; noisy, loaded machine).
 
     Attributes
