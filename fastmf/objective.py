@@ -33,6 +33,13 @@ __all__ = ["MFObjective"]
 
 _HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign", "exact"): 2}
 
+#: Default of ``MFObjective(coo_blocks=...)``: ``None``, one user block per thread (fastest).
+#: Set it to an int (e.g. :data:`COO_BLOCKS`) to make every objective built afterwards,
+#: including the estimator's Newton-CG one, independent of the thread count.
+DEFAULT_COO_BLOCKS: int | None = None
+#: The suggested fixed block count (memory: that many ``n_items x (rank + 1)`` buffers).
+COO_BLOCKS = 16
+
 
 class MFObjective:
     r"""Loss, gradient and Hessian-vector products of matrix factorization on ratings.
@@ -112,7 +119,8 @@ class MFObjective:
         ``"coo"``: one fused pass over the canonical triplets (sorted by user, so each
         user's run is contiguous): every rating's residual (or Hessian term) is computed
         once, the user's row is accumulated in registers/L1 and written once, the item
-        side is scattered into one buffer per thread, reduced in a fixed order.
+        side is scattered into one buffer per user block (one block per thread, or
+        ``coo_blocks``), reduced in block order.
         ``"csr"``: a user-major pass over the canonical triplets and an item-major pass
         over the item-major copy (built once, lazily, in the Ratings object), each
         recomputing the residuals (DESIGN §3).  ``"coo"`` is the default because it is
@@ -133,11 +141,21 @@ class MFObjective:
         (squared loss), 0.0 otherwise.
     parallel : bool, default True
         Use the ``prange`` kernels (``False``: the serial kernels).
+    coo_blocks : int or None
+        User blocks of the parallel COO kernels.  ``None`` (default:
+        :data:`DEFAULT_COO_BLOCKS`, itself ``None``): one block per thread of the call,
+        fastest, but the item-side sums then depend on the thread count.  An int ``B``:
+        ``B`` blocks balanced by rating count (at most ``n_users``), each with its own
+        item buffer added in block order, taken by however many threads run; results are
+        bit-identical at any thread count.  Costs ``B * n_items * (rank + 1)`` buffer
+        floats (``B = 16``: 56 MB at the ML-20M shape, rank 32, float32) and time: about
+        +7-30% per loss+gradient and Hessian product at 2 threads, ``B = 16`` vs 2
+        (4M-rating ML-20M-shaped set, rank 32; noisy, loaded machine).
 
     Attributes
     ----------
     n_users, n_items, rank, n_params, dtype, mu, biases, loss, hessian, format,
-    reg, reg_bias, reg_weighting, n_threads, parallel : as given or derived.
+    reg, reg_bias, reg_weighting, n_threads, parallel, coo_blocks : as given or derived.
     nfev, njev, nhessp : int
         Calls of :meth:`fun` (and :meth:`fun_and_jac`), :meth:`jac` (and
         :meth:`fun_and_jac`) and :meth:`hessp` since creation or :meth:`reset_counters`.
@@ -157,10 +175,12 @@ class MFObjective:
     of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
     ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
     and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
-    the ratings in another order and agree to rounding).  With ``format="coo"`` the item side
-    is reduced over one buffer per thread in a fixed order and the ratings are visited
-    in a tiled order that depends on the thread count: bit-identical for a given thread
-    count, equal to rounding otherwise (1e-12 relative in float64).
+    the ratings in another order and agree to rounding).  With ``format="coo"`` the users
+    are cut into one block per thread by default, each with its own item buffer added in
+    block order: bit-identical for a given thread count, equal to rounding otherwise
+    (1e-12 relative in float64).  With ``coo_blocks=B`` (or :data:`DEFAULT_COO_BLOCKS`)
+    the blocks are fixed and the threads take them: bit-identical at any thread count
+    (``tests/test_thread_determinism.py``), at a cost (see ``coo_blocks``).
 
     *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
     canonical triplets, 12 bytes (user and item codes, value), are shared with the
@@ -168,14 +188,15 @@ class MFObjective:
     kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  ``format="coo"``
     with ``parallel=True`` keeps a cache-tiled copy (:mod:`fastmf.kernels.tiled`): 8
     bytes per rating (item code, value) plus 12 bytes per (user, item tile) segment,
-    rebuilt when the thread count changes; ``format="csr"`` with ``parallel=True`` keeps
+    rebuilt when the block count changes; ``format="csr"`` with ``parallel=True`` keeps
     tiled copies of both sides, 16 bytes per rating plus 12 per segment.  The sign loss
     adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
     :meth:`diag_gauss_newton` reads the item-major copy, which ``format="coo"`` then
     builds (once, kept by the Ratings: 16 bytes per rating).
     The kernels themselves allocate nothing per rating; per row the objective keeps
     about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
-    diagonal) and, for parallel COO, ``n_threads * n_items * (k + 1)`` buffer floats.
+    diagonal) and, for parallel COO, ``n_blocks * n_items * (k + 1)`` buffer floats
+    (``n_blocks``: the thread count, or ``coo_blocks``).
     """
 
     def __init__(
@@ -193,6 +214,7 @@ class MFObjective:
         reg_weighting: str = "uniform",
         mu: float | None = None,
         parallel: bool = True,
+        coo_blocks: int | None = None,
     ):
         # ---------------------------------------------------------------- validation (no work before it)
         if not isinstance(ratings, Ratings):
@@ -219,6 +241,11 @@ class MFObjective:
         if not isinstance(parallel, (bool, np.bool_)):
             raise TypeError(f"parallel must be a bool, got {parallel!r}")
         self.parallel = bool(parallel)
+        if coo_blocks is None:
+            coo_blocks = DEFAULT_COO_BLOCKS
+        if coo_blocks is not None:
+            coo_blocks = check_positive_int(coo_blocks, "coo_blocks")
+        self.coo_blocks = coo_blocks
         if self.loss == "sign" and self.biases:
             raise ValueError("loss='sign' has no biases: pass biases=False")
         if self.loss == "sign" and self.hessian == "gauss-newton":
@@ -259,6 +286,7 @@ class MFObjective:
         self._hmode = _HESSP_MODE[(self.loss, self.hessian)]
 
         max_threads = numba.config.NUMBA_NUM_THREADS
+        self._coo_blocks = None if coo_blocks is None else max(1, min(coo_blocks, m))
         self._n_chunks = max(32, 16 * max_threads)
         self._user_chunks = balanced_chunks(R.user_indptr, self._n_chunks)
         if self.format == "csr":
@@ -267,7 +295,10 @@ class MFObjective:
             self._item_vals = self._vals[R.item_perm] if self.loss == "sign" else R.item_values
             self._item_chunks = balanced_chunks(self._item_indptr, self._n_chunks)
         else:
-            self._item_chunks = balanced_chunks(np.zeros(n + 1, dtype=np.int64), self._n_chunks)
+            # item rows of the COO reduction: equal runs; with fixed user blocks a count fixed by
+            # them (the penalty is summed per chunk: it must not follow numba's thread maximum)
+            self._item_chunks = balanced_chunks(np.zeros(n + 1, dtype=np.int64),
+                                                self._n_chunks if coo_blocks is None else 16 * self._coo_blocks)
         self._user_parts = np.zeros(len(self._user_chunks) - 1)
         self._item_parts = np.zeros(len(self._item_chunks) - 1)
         self._coo_buffers = {}
@@ -411,19 +442,21 @@ class MFObjective:
         return P, Q, b, c
 
     def _tiles(self, n_threads: int) -> dict:
-        """The tiled copy of the ratings for ``n_threads`` blocks (built on first use, one kept).
+        """The tiled copy of the ratings (built on first use, one kept), cut into
+        ``coo_blocks`` user blocks, or ``n_threads`` when ``coo_blocks`` is None.
 
         See :mod:`fastmf.kernels.tiled`: 8 bytes per rating in float32 (12 in float64)
         plus 12 per (user, item tile) segment; rebuilt (O(nnz), parallel) only when the
-        thread count changes.
+        block count changes (with ``coo_blocks=None``: the thread count).
         """
-        if self._tile_cache is None or self._tile_cache[0] != n_threads:
+        nb = n_threads if self._coo_blocks is None else self._coo_blocks
+        if self._tile_cache is None or self._tile_cache[0] != nb:
             R = self.ratings
-            ubounds = balanced_chunks(R.user_indptr, n_threads)
+            ubounds = balanced_chunks(R.user_indptr, nb)
             tu, ti = _tiled.tile_shape(self.rank, self.dtype.itemsize)
-            self._tile_cache = (n_threads, None)  # drop the old copy before building the new one
-            self._tile_cache = (n_threads, _tiled.build_tiles(R.user_indptr, R.items, self._vals, ubounds,
-                                                              self.n_items, tu, ti))
+            self._tile_cache = (nb, None)  # drop the old copy before building the new one
+            self._tile_cache = (nb, _tiled.build_tiles(R.user_indptr, R.items, self._vals, ubounds,
+                                                       self.n_items, tu, ti))
         return self._tile_cache[1]
 
     def _csr_tiles(self) -> tuple[dict, dict]:

@@ -245,11 +245,13 @@ def test_gauss_newton_equals_exact_at_zero_residuals():
 
 
 # ---------------------------------------------------------------------------- threads, determinism
-@pytest.mark.parametrize("fmt", ["csr", "coo"])
+@pytest.mark.parametrize("fmt", ["csr", "coo", "coo-fixed-blocks"])
 def test_threads_agree_and_repeat_bit_identically(ml100k, fmt):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 numba threads")
-    kw = dict(reg=0.1, dtype=np.float64, format=fmt, hessian="exact")
+    kw = dict(reg=0.1, dtype=np.float64, format=fmt[:3], hessian="exact")
+    if fmt == "coo-fixed-blocks":
+        kw["coo_blocks"] = 16
     o1 = MFObjective(ml100k, 8, n_threads=1, **kw)
     o2 = MFObjective(ml100k, 8, n_threads=2, **kw)
     x = o1.x0(0, scale=1.0)
@@ -258,7 +260,7 @@ def test_threads_agree_and_repeat_bit_identically(ml100k, fmt):
     f2, g2, h2 = o2.fun(x), o2.jac(x), o2.hessp(x, p)
     assert abs(f1 - f2) <= 1e-12 * abs(f1)
     assert relerr(g2, g1) <= 1e-12 and relerr(h2, h1) <= 1e-12
-    if fmt == "csr":  # fixed chunking: bit-identical across thread counts
+    if fmt != "coo":  # fixed chunks (CSR) / fixed user blocks: bit-identical across thread counts
         assert f1 == f2
         np.testing.assert_array_equal(g1, g2)
         np.testing.assert_array_equal(h1, h2)

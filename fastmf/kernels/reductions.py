@@ -21,7 +21,9 @@ def _dot64(a, b):
 
 
 def dot64(a: np.ndarray, b: np.ndarray) -> float:
-    """Dot product of two 1-D arrays accumulated in float64."""
-    if a.dtype == np.float64 and b.dtype == np.float64:
-        return float(np.dot(a, b))
+    """Dot product of two 1-D arrays accumulated in float64, in index order.
+
+    Always the serial loop (also for float64 input): a threaded BLAS ``ddot`` splits the
+    sum by thread count, which made float64 Newton-CG fits differ between 1 and 2 threads.
+    """
     return float(_dot64(a, b))

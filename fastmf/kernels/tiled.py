@@ -8,8 +8,9 @@ rows (``Q``, the buffer, and ``dQ`` for a Hessian product: 3.5 MB each at rank 3
 float32) do not fit in a core's L2 cache, and the scatter runs at L3 latency.  This
 module reorders each thread's ratings into *tiles*:
 
-* the users of thread block ``t`` (``ubounds[t]:ubounds[t+1]``, balanced by rating
-  count) are cut into groups of at most ``tile_users`` consecutive users;
+* the users of block ``t`` (``ubounds[t]:ubounds[t+1]``, balanced by rating count;
+  ``MFObjective`` uses one block per thread, or a fixed number with ``coo_blocks``) are
+  cut into groups of at most ``tile_users`` consecutive users;
 * within a group, ratings are ordered by item tile (``item // tile_items``), then user,
   then item.  A *segment* is the run of one user's ratings inside one item tile.
 

@@ -1,0 +1,130 @@
+"""The Newton-CG path (parallel COO objective) with fixed user blocks gives bit-identical
+results at any thread count.
+
+With ``MFObjective(coo_blocks=B)`` (or ``fastmf.objective.DEFAULT_COO_BLOCKS = B`` for the
+estimator) the COO kernels cut the users into ``B`` blocks (from the data, never from
+``n_threads``), each with its own item buffer reduced in block order; threads only take
+blocks.  Not the default: it costs time (see ``MFObjective``'s ``coo_blocks``).  Checked at 1 and 2 threads in
+process and at 3 threads in a subprocess started with ``NUMBA_NUM_THREADS=3`` (numba threads
+may exceed the cores).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import fastmf.objective as fobj
+from fastmf.data.synthetic import synthetic_preset
+from fastmf.objective import MFObjective
+
+REPO = Path(__file__).resolve().parents[1]
+DTYPES = [np.float32, np.float64]
+
+
+def _data():
+    # ml-100k shaped (943 x 1682, 100,000 ratings)
+    return synthetic_preset("ml-100k", random_state=3)
+
+
+def _objective_outputs(R, dtype, n_threads):
+    out = {}
+    for hess in ("gauss-newton", "exact"):
+        o = MFObjective(R, 8, reg=0.05, dtype=dtype, n_threads=n_threads, hessian=hess, coo_blocks=16)
+        x = o.x0(0, scale=0.5)
+        p = o.x0(1, scale=0.5)
+        f, g = o.fun_and_jac(x)
+        out[f"{hess}/f"] = np.array(f)
+        out[f"{hess}/g"] = g
+        out[f"{hess}/hp"] = o.hessp(x, p)
+    return out
+
+
+def _fit_outputs(R, dtype, n_threads):
+    from fastmf import MatrixFactorization
+
+    old = fobj.DEFAULT_COO_BLOCKS
+    fobj.DEFAULT_COO_BLOCKS = 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            m = MatrixFactorization(solver="newton", rank=8, max_iter=5, n_threads=n_threads, dtype=dtype,
+                                    random_state=0, progress=False).fit(R)
+        finally:
+            fobj.DEFAULT_COO_BLOCKS = old
+    return {"P": m.user_factors_, "Q": m.item_factors_, "b": m.user_biases_, "c": m.item_biases_,
+            "loss": np.array([rec["loss"] for rec in m.history_])}
+
+
+def _assert_same(a, b, what):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what}: {k}")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data()
+
+
+def test_block_count_does_not_follow_n_threads(data):
+    o1 = MFObjective(data, 4, n_threads=1, coo_blocks=16)
+    o2 = MFObjective(data, 4, n_threads=-1, coo_blocks=16)
+    assert o1.coo_blocks == o2.coo_blocks == 16
+    assert len(o1._tiles(1)["ubounds"]) == 17
+    assert np.array_equal(o1._tiles(1)["ubounds"], o2._tiles(2)["ubounds"])
+    assert np.array_equal(o1._item_chunks, o2._item_chunks)
+    assert MFObjective(data, 4).coo_blocks is None  # default: one block per thread
+    with pytest.raises(ValueError, match="coo_blocks"):
+        MFObjective(data, 4, coo_blocks=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_objective_bit_identical_1_and_2_threads(data, dtype):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 numba threads")
+    _assert_same(_objective_outputs(data, dtype, 1), _objective_outputs(data, dtype, 2), "objective")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_newton_fit_bit_identical_1_and_2_threads(data, dtype):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 numba threads")
+    _assert_same(_fit_outputs(data, dtype, 1), _fit_outputs(data, dtype, 2), "newton fit")
+
+
+def test_three_threads_in_a_subprocess(data, tmp_path):
+    """NUMBA_NUM_THREADS=3, n_threads=3: same bits as one thread here (objective and fit)."""
+    out = tmp_path / "t3.npz"
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
+        import numba
+        assert numba.config.NUMBA_NUM_THREADS == 3
+        from test_thread_determinism import _data, _objective_outputs, _fit_outputs
+        R = _data(); z = {{}}
+        for dt in (np.float32, np.float64):
+            for k, v in _objective_outputs(R, dt, 3).items():
+                z[f"obj/{{np.dtype(dt).name}}/{{k}}"] = v
+        for k, v in _fit_outputs(R, np.float32, 3).items():
+            z[f"fit/{{k}}"] = v
+        np.savez({str(out)!r}, **z)
+    """)
+    env = dict(os.environ, NUMBA_NUM_THREADS="3")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with np.load(out) as z:
+        got = {k: z[k] for k in z.files}
+    for dt in DTYPES:
+        ref = _objective_outputs(data, dt, 1)
+        _assert_same({k: got[f"obj/{np.dtype(dt).name}/{k}"] for k in ref}, ref, f"objective {np.dtype(dt).name}")
+    ref = _fit_outputs(data, np.float32, 1)
+    _assert_same({k: got[f"fit/{k}"] for k in ref}, ref, "newton fit")
