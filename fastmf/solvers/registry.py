@@ -150,7 +150,7 @@ def spec_function(name: str) -> Callable:
 
 
 #: MFObjective options that newton passes to the objective (the rest go to newton_cg).
-_NEWTON_OBJECTIVE = ("loss", "format", "hessian", "mu", "parallel")
+_NEWTON_OBJECTIVE = ("loss", "format", "hessian", "mu", "parallel", "coo_blocks")
 
 SOLVERS: dict[str, SolverSpec] = {
     "newton": SolverSpec(
