@@ -8,7 +8,7 @@ Subcommands::
     fastmf recommend MODEL USER [-n 10]
     fastmf info [DATASET | MODEL.npz]
     fastmf bench [--dataset ml-latest-small|synthetic] [--rank 32]
-    fastmf warmup [--solver newton|als|sgd|gibbs|all] [--dtype float32|float64]
+    fastmf warmup [--solver newton|als|sgd|gibbs|all ...] [--dtype float32|float64 ...]
 
 ``DATASET`` is a MovieLens name (``ml-100k``, ``ml-latest-small``...; see
 :mod:`fastmf.data.movielens`), a ratings file (CSV/TSV/``::``, sniffed), or, by
@@ -601,6 +601,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_warmup(args) -> int:
+    from ._warmup import warmup
+
+    solvers = [s for s in args.solver] if args.solver else ["newton"]
+    dtypes = args.dtype or ["float32"]
+    t0 = time.perf_counter()
+    report = warmup(solvers, dtypes, n_threads=args.threads)
+    for key, info in report.items():
+        what = f"{info['compiled']} kernel specialisations compiled" if info["compiled"] else "loaded from the cache"
+        print(f"{key}: {info['seconds']:.2f} s ({what})")
+    import numba
+
+    where = numba.config.CACHE_DIR or "__pycache__ next to the fastmf sources"
+    print(f"warm-up done in {time.perf_counter() - t0:.2f} s; numba cache: {where}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``fastmf: error: ...`` (exit status 2)."""
@@ -708,6 +725,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=3, help="timed calls per computation (best is kept)")
     b.add_argument("--threads", type=int, default=None)
     b.set_defaults(func=cmd_bench)
+
+    w = sub.add_parser("warmup", help="compile the kernels a fit needs (or load them from numba's cache)",
+                       description="Compile, or load from numba's on-disk cache, the kernels of a fit so that "
+                                   "later fits start at once: run it in a Docker image build, or before forking "
+                                   "worker processes.  Prints the seconds per solver and dtype and how many kernel "
+                                   "specialisations were compiled (0: all from the cache).")
+    w.add_argument("--solver", action="append", choices=("newton", "als", "sgd", "gibbs", "all"), default=None,
+                   help="solver to warm up (repeatable; default newton; 'all': every solver)")
+    w.add_argument("--dtype", action="append", choices=("float32", "float64"), default=None,
+                   help="dtype of the fits to come (repeatable; default float32)")
+    w.add_argument("--threads", type=int, default=None, help="threads of the warm-up fits (default: all)")
+    w.set_defaults(func=cmd_warmup)
     return parser
 
 
