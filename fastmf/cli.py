@@ -386,7 +386,12 @@ def cmd_fit(args) -> int:
         fit_time += model.fit_time_
         history = list(model.history_)
         stopped = model.result_
+        curves = model
         if val is not None and args.refit > 0:
+            if args.plot is not None:
+                import copy
+
+                curves = copy.deepcopy(model)  # the early-stopping run's curves (loss, validation RMSE)
             # the early-stopped model, refined on all the training ratings (validation part included)
             from .exceptions import ConvergenceWarning
 
@@ -415,7 +420,8 @@ def cmd_fit(args) -> int:
         ev = model.evaluate(test)
         print(f"test RMSE: {ev['rmse']:.4f}  (MAE {ev['mae']:.4f}, {ev['n']:,} held-out ratings)")
     print(f"fit time:  {fit_time:.2f} s")
-    print(_summary(args.solver, stopped, test is not None and ev["rmse"], fit_time, len(history) - 1))
+    n_iter = stopped.get("nit", 0) + (res.get("nit", 0) if res is not stopped else 0)
+    print(_summary(args.solver, stopped, test is not None and ev["rmse"], fit_time, n_iter))
     if args.save is not None:
         path = model.save(Path(args.save).expanduser())
         print(f"saved model to {path}")
@@ -424,7 +430,7 @@ def cmd_fit(args) -> int:
 
         metrics = ("loss", "val_rmse") if val is not None else ("loss",)
         with _about(args.plot):
-            plot_history(model, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
+            plot_history(curves, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
                          title=f"{ratings.name or 'ratings'}: {args.solver}, rank {args.rank}")
         print(f"saved plot to {args.plot}")
     return 0
