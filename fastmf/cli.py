@@ -680,9 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--patience", type=int, default=5,
                    help="iterations (epochs) without a validation-RMSE improvement of 1e-4 before stopping "
                         "(default 5); the best iteration's model is kept")
-    f.add_argument("--refit", type=int, default=3, metavar="N",
+    f.add_argument("--refit", type=int, default=5, metavar="N",
                    help="after early stopping, refine the model for N iterations on all the training ratings "
-                        "(validation part included; default 3, 0: keep the early-stopped model)")
+                        "(validation part included; default 5, 0: keep the early-stopped model)")
     f.add_argument("--full-table", action="store_true",
                    help=f"print every iteration (default: at most {MAX_TABLE_ROWS} rows, the last one always)")
     f.add_argument("--seed", type=int, default=0, help="seed of the split and the initial factors (default 0)")

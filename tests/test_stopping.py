@@ -164,7 +164,7 @@ def test_cli_fit_table_is_compact_with_the_last_row(capsys):
             break
         table.append(l)
     assert len(table) <= 20
-    assert table[-1].split()[:2] == ["refit", "3"]
+    assert table[-1].split()[:2] == ["refit", "5"]
     assert "--full-table shows all" in out
     summary = lines[-1]
     assert summary.startswith("summary:") and "test RMSE" in summary
