@@ -8,6 +8,7 @@ Subcommands::
     fastmf recommend MODEL USER [-n 10]
     fastmf info [DATASET | MODEL.npz]
     fastmf bench [--dataset ml-latest-small|synthetic] [--rank 32]
+    fastmf warmup [--solver newton|als|sgd|gibbs|all ...] [--dtype float32|float64 ...]
 
 ``DATASET`` is a MovieLens name (``ml-100k``, ``ml-latest-small``...; see
 :mod:`fastmf.data.movielens`), a ratings file (CSV/TSV/``::``, sniffed), or, by
@@ -253,8 +254,20 @@ def _print_table(rows: list[list[str]], header: list[str], out=None) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)), file=out)
 
 
-def history_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-iteration table printed by ``fastmf fit``."""
+def compact_rows(n: int, max_rows: int = 20) -> list[int]:
+    """Indices of the table rows ``fastmf fit`` shows out of ``n``: all when ``n <= max_rows``,
+    else about ``max_rows`` evenly spaced ones, always including the first and the last."""
+    if n <= max_rows:
+        return list(range(n))
+    step = -(-(n - 1) // (max_rows - 1))  # ceil: at most max_rows rows with the last one added
+    keep = list(range(0, n - 1, step))
+    keep.append(n - 1)
+    return keep
+
+
+def history_table(history: list[dict], max_rows: int | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-iteration table printed by ``fastmf fit`` (with ``max_rows``:
+    the rows of :func:`compact_rows`, the last iteration always shown)."""
     cols = [("iteration", "iter", "d"), ("loss", "loss", ".6g")]
     optional = [
         ("grad_norm", "grad norm", ".4g"),
@@ -269,18 +282,39 @@ def history_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     cols.append(("elapsed", "time (s)", ".3f"))
     header = [name for _, name, _ in cols]
     rows = []
+    if max_rows is not None:
+        history = [history[j] for j in compact_rows(len(history), max_rows)]
     for rec in history:
         row = []
         for key, _, spec in cols:
             v = rec.get(key)
             if v is None:
                 row.append("-")
+            elif isinstance(v, str):
+                row.append(v)
             elif spec == "d":
                 row.append(str(int(v)))
             else:
                 row.append(_fmt(float(v), spec))
         rows.append(row)
     return header, rows
+
+
+#: Rows of the ``fastmf fit`` table (the last iteration always among them).
+MAX_TABLE_ROWS = 20
+
+
+def _summary(solver: str, res, test_rmse, fit_time: float, n_iter: int) -> str:
+    """The one-line summary closing ``fastmf fit``."""
+    status = res.get("status")
+    name = getattr(status, "name", str(status)).lower()
+    best = res.get("best_iteration")
+    text = f"summary:   {solver}, {n_iter} iterations, stopped by {name}"
+    if best is not None and name == "early_stopping":
+        text += f" (best validation iteration {best})"
+    if test_rmse is not False and test_rmse is not None:
+        text += f", test RMSE {test_rmse:.4f}"
+    return text + f", {fit_time:.2f} s"
 
 
 # ---------------------------------------------------------------------------- commands
@@ -291,6 +325,13 @@ def cmd_fit(args) -> int:
     dtype = np.dtype(args.dtype).type
     if not 0.0 <= args.test_size < 1.0:
         raise CLIError(f"--test-size must be in [0, 1), got {args.test_size}")
+    if not 0.0 <= args.validation_size < 1.0:
+        raise CLIError(f"--validation-size must be in [0, 1), got {args.validation_size}")
+    if args.patience < 1:
+        raise CLIError(f"--patience must be >= 1, got {args.patience}")
+    if args.refit < 0:
+        raise CLIError(f"--refit must be >= 0, got {args.refit}")
+    early = args.solver != "gibbs" and args.validation_size > 0
     if args.save is not None and not Path(args.save).expanduser().parent.is_dir():
         raise CLIError(f"--save {args.save}: folder {Path(args.save).expanduser().parent} does not exist")
     if args.plot is not None:
@@ -304,6 +345,7 @@ def cmd_fit(args) -> int:
         rank=args.rank, solver=args.solver, reg=args.reg, reg_bias=args.reg_bias, biases=not args.no_biases,
         reg_weighting=args.reg_weighting, dtype=dtype, n_threads=args.threads, max_iter=args.max_iter,
         tol=args.tol, random_state=args.seed, init=args.init, progress=not args.no_progress,
+        early_stopping=args.patience if early else None,
     )
     model._validated_params()  # parameter errors before loading any data
     ratings = _load_dataset(args.dataset, dtype, columns=args.columns)
@@ -318,33 +360,79 @@ def cmd_fit(args) -> int:
             if "--test-size" not in reason:
                 reason = f"cannot hold out --test-size {args.test_size:g} of its {ratings.nnz:,} ratings: {reason}"
             raise CLIError(f"{data_name}: {reason}; use --test-size 0 to fit on all ratings") from exc
-        print(f"split: {train.nnz:,} train / {test.nnz:,} test ratings (seed {args.seed})")
     else:
         train = ratings
+    val = None
+    fit_part = train
+    if early:
+        # the validation set that stops the fit is carved out of the training part (same splitter
+        # and seed), never the test set whose RMSE is reported
+        try:
+            fit_part, val = train_test_split(train, args.validation_size, random_state=args.seed)
+        except ValueError as exc:
+            raise CLIError(f"{data_name}: cannot hold out --validation-size {args.validation_size:g} of the "
+                           f"{train.nnz:,} training ratings: {_strip_advice(_message(exc))}; use "
+                           "--validation-size 0 to fit without early stopping") from exc
+    parts = [f"{train.nnz:,} train"]
+    if val is not None:
+        parts = [f"{fit_part.nnz:,} train + {val.nnz:,} validation (early stopping, patience {args.patience}"
+                 + (f"; then {args.refit} iterations on all {train.nnz:,})" if args.refit > 0 else ")")]
+    if test is not None:
+        parts.append(f"{test.nnz:,} test (not seen by the fit)")
+    if val is not None or test is not None:
+        print(f"split: {' / '.join(parts)} ratings (seed {args.seed})")
+    fit_time = 0.0
     with warnings.catch_warnings(record=True) as caught, _about(data_name):
         warnings.simplefilter("always")
-        model.fit(train, eval_set=test)
+        model.fit(fit_part, eval_set=val)
+        fit_time += model.fit_time_
+        history = list(model.history_)
+        stopped = model.result_
+        curves = model
+        if val is not None and args.refit > 0:
+            if args.plot is not None:
+                import copy
+
+                curves = copy.deepcopy(model)  # the early-stopping run's curves (loss, validation RMSE)
+            # the early-stopped model, refined on all the training ratings (validation part included)
+            from .exceptions import ConvergenceWarning
+
+            model.set_params(max_iter=args.refit, early_stopping=None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed number of iterations, by design
+                model.fit(train, warm_start=True)
+            fit_time += model.fit_time_
+            last = history[-1]["elapsed"]
+            history += [dict(rec, iteration=f"refit {rec['iteration']}", val_rmse=None, elapsed=last + rec["elapsed"])
+                        for rec in model.history_[1:]]
     for w in caught:  # e.g. a solver's ConvergenceWarning: one line, no source location
         print(f"{PROG}: warning: {w.message}", file=sys.stderr)
-    header, rows = history_table(model.history_)
+    header, rows = history_table(history, max_rows=None if args.full_table else MAX_TABLE_ROWS)
     print()
     _print_table(rows, header)
+    if len(rows) < len(history):
+        print(f"({len(rows)} of {len(history)} rows; --full-table shows all)")
     print()
     res = model.result_
-    print(f"solver:    {args.solver} ({res.get('message', '')})")
+    print(f"solver:    {args.solver} ({stopped.get('message', '')})")
+    if stopped is not res:
+        print(f"refit:     {len(model.history_) - 1} iterations on all {train.nnz:,} training ratings from the "
+              f"early-stopped model (iteration {stopped.get('best_iteration')})")
     if test is not None:
         ev = model.evaluate(test)
         print(f"test RMSE: {ev['rmse']:.4f}  (MAE {ev['mae']:.4f}, {ev['n']:,} held-out ratings)")
-    print(f"fit time:  {model.fit_time_:.2f} s")
+    print(f"fit time:  {fit_time:.2f} s")
+    n_iter = stopped.get("nit", 0) + (res.get("nit", 0) if res is not stopped else 0)
+    print(_summary(args.solver, stopped, test is not None and ev["rmse"], fit_time, n_iter))
     if args.save is not None:
         path = model.save(Path(args.save).expanduser())
         print(f"saved model to {path}")
     if args.plot is not None:
         from .plot import plot_history
 
-        metrics = ("loss", "val_rmse") if test is not None else ("loss",)
+        metrics = ("loss", "val_rmse") if val is not None else ("loss",)
         with _about(args.plot):
-            plot_history(model, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
+            plot_history(curves, labels=[args.solver], metrics=metrics, path=Path(args.plot).expanduser(),
                          title=f"{ratings.name or 'ratings'}: {args.solver}, rank {args.rank}")
         print(f"saved plot to {args.plot}")
     return 0
@@ -521,6 +609,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_warmup(args) -> int:
+    from ._warmup import warmup
+
+    solvers = [s for s in args.solver] if args.solver else ["newton"]
+    dtypes = args.dtype or ["float32"]
+    t0 = time.perf_counter()
+    report = warmup(solvers, dtypes, n_threads=args.threads)
+    for key, info in report.items():
+        what = f"{info['compiled']} kernel specialisations compiled" if info["compiled"] else "loaded from the cache"
+        print(f"{key}: {info['seconds']:.2f} s ({what})")
+    import numba
+
+    where = numba.config.CACHE_DIR or "__pycache__ next to the fastmf sources"
+    print(f"warm-up done in {time.perf_counter() - t0:.2f} s; numba cache: {where}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``fastmf: error: ...`` (exit status 2)."""
@@ -544,8 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     f = sub.add_parser("fit", help="fit a model on a data set and report test RMSE",
-                       description="Fit a matrix factorization; print a per-iteration table, the test RMSE "
-                                   "and the fit time.")
+                       description="Fit a matrix factorization; print a per-iteration table (at most "
+                                   f"{MAX_TABLE_ROWS} rows), the test RMSE, the fit time and a one-line summary. "
+                                   "A validation part of the training ratings (--validation-size) stops the fit "
+                                   "when its RMSE stalls; the test ratings are never seen by the fit.")
     f.add_argument("dataset", nargs="?", default=None, metavar="DATASET",
                    help="MovieLens name (ml-100k, ml-latest-small, ...) or a ratings file; "
                         f"default: the bundled {DEFAULT_DATASET}")
@@ -569,11 +676,22 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tol", type=float, default=None, help="stopping tolerance; default: the solver's")
     f.add_argument("--test-size", type=float, default=0.1,
                    help="fraction of ratings held out at random for the test RMSE (default 0.1; 0: none)")
+    f.add_argument("--validation-size", type=float, default=0.05,
+                   help="fraction of the training ratings held out to stop the fit early when their RMSE "
+                        "stalls (default 0.05; 0: no early stopping; never the test ratings; not gibbs)")
+    f.add_argument("--patience", type=int, default=5,
+                   help="iterations (epochs) without a validation-RMSE improvement of 1e-4 before stopping "
+                        "(default 5); the best iteration's model is kept")
+    f.add_argument("--refit", type=int, default=5, metavar="N",
+                   help="after early stopping, refine the model for N iterations on all the training ratings "
+                        "(validation part included; default 5, 0: keep the early-stopped model)")
+    f.add_argument("--full-table", action="store_true",
+                   help=f"print every iteration (default: at most {MAX_TABLE_ROWS} rows, the last one always)")
     f.add_argument("--seed", type=int, default=0, help="seed of the split and the initial factors (default 0)")
     f.add_argument("--threads", type=int, default=None, help="threads for numba and BLAS (default: all)")
     f.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     f.add_argument("--save", metavar="PATH", default=None, help="save the model (.npz)")
-    f.add_argument("--plot", metavar="PATH", default=None, help="save loss / test-RMSE curves (PNG)")
+    f.add_argument("--plot", metavar="PATH", default=None, help="save loss / validation-RMSE curves (PNG)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
 
@@ -615,6 +733,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=3, help="timed calls per computation (best is kept)")
     b.add_argument("--threads", type=int, default=None)
     b.set_defaults(func=cmd_bench)
+
+    w = sub.add_parser("warmup", help="compile the kernels a fit needs (or load them from numba's cache)",
+                       description="Compile, or load from numba's on-disk cache, the kernels of a fit so that "
+                                   "later fits start at once: run it in a Docker image build, or before forking "
+                                   "worker processes.  Prints the seconds per solver and dtype and how many kernel "
+                                   "specialisations were compiled (0: all from the cache).")
+    w.add_argument("--solver", action="append", choices=("newton", "als", "sgd", "gibbs", "all"), default=None,
+                   help="solver to warm up (repeatable; default newton; 'all': every solver)")
+    w.add_argument("--dtype", action="append", choices=("float32", "float64"), default=None,
+                   help="dtype of the fits to come (repeatable; default float32)")
+    w.add_argument("--threads", type=int, default=None, help="threads of the warm-up fits (default: all)")
+    w.set_defaults(func=cmd_warmup)
     return parser
 
 

@@ -44,7 +44,6 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
 from ._validation import check_choice, check_nonnegative_float, check_positive_int, check_random_state
 from .data.ratings import Ratings
@@ -164,6 +163,8 @@ def initial_factors(
                          "use init='random'")
     A = sp.csr_array((vals, ratings.items, ratings.user_indptr), shape=(m, n))
     v0 = rng.standard_normal(min(m, n))
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds  # on use: import cost
+
     try:
         U, s, Vt = svds(A, k=k, v0=v0)
     except (ArpackNoConvergence, ArpackError) as exc:  # pragma: no cover - depends on ARPACK

@@ -5,17 +5,19 @@ All return a :class:`SolverResult` (packed ``x = [P, Q, b, c]`` plus ``mu``, ``r
 :func:`fastmf.solvers._base.run_iterations` and take ``max_iter``, ``tol``, ``max_time``,
 ``validation``, ``early_stopping``, ``callbacks``, ``progress``, ``random_state`` and
 ``n_threads``.  :mod:`fastmf.solvers.registry` describes each (:func:`get_solver_spec`).
+
+The solver modules are imported on first use (``fastmf.solvers.als`` ...), so that
+``import fastmf`` does not import every solver and its kernels.
 """
 
+import importlib
+import sys
+import types
 import warnings
 
 from ..exceptions import ConvergenceWarning, DivergenceError
 from ._base import IterationRecord, SolverResult, Status
-from .als import als
-from .gibbs import gibbs
-from .newton import newton_cg, sign_loss_bound
 from .registry import SOLVERS, SolverSpec, get_solver_spec
-from .sgd import sgd
 
 __all__ = [
     "ConvergenceWarning",
@@ -33,8 +35,22 @@ __all__ = [
     "sign_loss_bound",
 ]
 
+#: public name -> (module, attribute), imported on first access
+_LAZY = {
+    "als": (".als", "als"),
+    "gibbs": (".gibbs", "gibbs"),
+    "newton_cg": (".newton", "newton_cg"),
+    "sign_loss_bound": (".newton", "sign_loss_bound"),
+    "sgd": (".sgd", "sgd"),
+}
+
 
 def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attr)
+        globals()[name] = value
+        return value
     if name == "fit_newton_cg":
         warnings.warn("fastmf.solvers.fit_newton_cg is deprecated and will be removed in the next release: "
                       "use MatrixFactorization(solver='newton') or newton_cg(MFObjective(...))",
@@ -43,3 +59,21 @@ def __getattr__(name):
 
         return fit_newton_cg
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _SolversPackage(types.ModuleType):
+    """``fastmf.solvers.als`` (``gibbs``, ``sgd``) is the solver function, as when this package
+    imported them eagerly: the import system's ``setattr(package, "als", <module>)`` after the
+    submodule's first import keeps the function instead (the module stays in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in ("als", "gibbs", "sgd") and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _SolversPackage

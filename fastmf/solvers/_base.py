@@ -11,7 +11,10 @@ Run interface (Newton-CG, ALS and SGD alike)
 * ``validation``: a :class:`fastmf.Ratings` in the training set's code space; its
   RMSE is recorded each iteration, and with ``early_stopping`` (patience, in
   iterations) the run stops when it has not improved by ``min_delta`` for that
-  many iterations, and the best parameters are returned.
+  many iterations, and the best parameters are returned.  The solver functions'
+  default ``early_stopping="auto"`` is a patience of :data:`DEFAULT_PATIENCE` (5) when a
+  validation set is given and no early stopping without one; ``None`` only records
+  the RMSE (see ``docs/stopping.md``).
 * Each run returns a :class:`SolverResult`.
 
 The run loop
@@ -63,8 +66,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from scipy.optimize import OptimizeResult
-from tqdm.auto import tqdm
 
 from .._threading import thread_limit
 from .._validation import check_nonnegative_float, check_positive_int
@@ -86,7 +87,12 @@ __all__ = [
     "check_validation",
     "renamed",
     "UNSET",
+    "DEFAULT_PATIENCE",
 ]
+
+#: Patience of ``early_stopping="auto"`` (the solver functions' default) when a validation set
+#: is given: 5 iterations (epochs) without a validation-RMSE improvement of ``min_delta``.
+DEFAULT_PATIENCE = 5
 
 logger = logging.getLogger("fastmf")
 
@@ -109,8 +115,10 @@ class Status(enum.IntEnum):
         return self in (Status.GTOL, Status.FTOL, Status.EARLY_STOPPING)
 
 
-class SolverResult(OptimizeResult):
-    """Result of a fastmf solver run (a :class:`scipy.optimize.OptimizeResult`).
+class SolverResult(dict):
+    """Result of a fastmf solver run: a ``dict`` with attribute access, as
+    :class:`scipy.optimize.OptimizeResult` (not a subclass of it, so that ``import fastmf``
+    does not import :mod:`scipy.optimize`; ``scipy.optimize.OptimizeResult(res)`` converts).
 
     Attributes
     ----------
@@ -137,6 +145,30 @@ class SolverResult(OptimizeResult):
     elapsed : float
         Wall-clock seconds of the run.
     """
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+    __setattr__ = dict.__setitem__
+    __delattr__ = dict.__delitem__
+
+    def __repr__(self):
+        if not self:
+            return self.__class__.__name__ + "()"
+        width = max(map(len, map(str, self))) + 1
+        return "\n".join(f"{str(k).rjust(width)}: {_short(v)}" for k, v in self.items())
+
+    def __dir__(self):
+        return list(self.keys())
+
+
+def _short(v) -> str:
+    if isinstance(v, list) and len(v) > 4:
+        return f"[{v[0]!r}, ... {len(v) - 1} more]"
+    return repr(v)
 
 
 class IterationRecord(dict):
@@ -188,9 +220,27 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-def make_progress(total: int | None, enabled: bool, desc: str) -> tqdm:
-    """A tqdm bar, disabled when ``enabled`` is false (no output at all)."""
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+class _NoBar:
+    """The disabled progress bar (no tqdm import)."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def make_progress(total: int | None, enabled: bool, desc: str):
+    """A tqdm bar, or a no-op stand-in when ``enabled`` is false (no output at all; tqdm is
+    imported only when a bar is shown)."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=False, leave=False, dynamic_ncols=True)
 
 
 class ValidationMonitor:
@@ -291,7 +341,7 @@ class RunOptions:
     callbacks: Any = None
     progress: bool = True
     validation: Any = None
-    early_stopping: int | None = None
+    early_stopping: int | str | None = None
     min_delta: float = 1e-4
     clip: tuple | None = None
     n_threads: int | None = None
@@ -301,6 +351,10 @@ class RunOptions:
         self.max_iter = check_positive_int(self.max_iter, "max_iter", minimum=min_iter)
         if self.max_time is not None:
             self.max_time = check_nonnegative_float(self.max_time, "max_time", strictly_positive=True)
+        if isinstance(self.early_stopping, str):
+            if self.early_stopping != "auto":
+                raise ValueError(f"early_stopping must be a positive int, 'auto' or None, got {self.early_stopping!r}")
+            self.early_stopping = DEFAULT_PATIENCE if self.validation is not None else None
         if self.early_stopping is not None:
             self.early_stopping = check_positive_int(self.early_stopping, "early_stopping")
             if self.validation is None:

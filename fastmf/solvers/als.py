@@ -157,7 +157,7 @@ def als(
     random_state=0,
     x0: np.ndarray | None = None,
     validation=None,
-    early_stopping: int | None = None,
+    early_stopping: int | str | None = "auto",
     min_delta: float = 1e-4,
     clip: tuple[float, float] | None = None,
     callbacks: Callable | Iterable[Callable] | None = None,
@@ -186,7 +186,10 @@ def als(
     x0 : ndarray, optional
         Packed starting point (not modified).
     validation, early_stopping, min_delta, clip, callbacks, progress, max_time
-        The shared run interface (:mod:`fastmf.solvers._base`).
+        The shared run interface (:mod:`fastmf.solvers._base`).  ``early_stopping="auto"``
+        (default): with a ``validation`` set, stop after 5 iterations without a validation-RMSE
+        improvement of ``min_delta`` and return the best iterate (``docs/stopping.md``);
+        ``None``: only record the validation RMSE.
 
     Returns
     -------

@@ -123,8 +123,10 @@ def _run_factored(spec, p, train, val, x0):
 
 def _common(p, train, val) -> dict:
     """The shared run interface from the estimator's parameters."""
+    # The estimator's early_stopping=None keeps its eval_set a monitor only (the solver functions'
+    # default "auto" would early-stop on it: the estimator cannot tell a validation set from a test set)
     kw = {"validation": val, "callbacks": p["callbacks"], "progress": p["progress"]}
-    if p["early_stopping"] is not None:
+    if get_solver_spec(p["solver"]).supports_early_stopping:
         kw["early_stopping"] = p["early_stopping"]
     if p["clip"]:
         # validation RMSE in the history is then the RMSE that score() reports
@@ -155,7 +157,7 @@ _NEWTON_OBJECTIVE = ("loss", "format", "hessian", "mu", "parallel", "coo_blocks"
 SOLVERS: dict[str, SolverSpec] = {
     "newton": SolverSpec(
         "newton", _run_newton,
-        options=_NEWTON_OBJECTIVE + ("x0", "tol", "ftol", "max_iter", "max_time", "preconditioner",
+        options=_NEWTON_OBJECTIVE + ("x0", "tol", "ftol", "ftol_iter", "max_iter", "max_time", "preconditioner",
                                      "initial_radius", "max_radius", "eta", "cg_tol", "forcing", "max_cg", "backtrack",
                                      "validation", "early_stopping", "min_delta", "clip", "callbacks", "progress",
                                      "random_state", "n_threads", "max_block_memory", "check_bounded", "max_memory"),

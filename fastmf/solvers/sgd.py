@@ -270,7 +270,7 @@ def sgd(
     init_scale: float = 0.01,
     x0: np.ndarray | None = None,
     validation: Ratings | None = None,
-    early_stopping: int | None = None,
+    early_stopping: int | str | None = "auto",
     min_delta: float = 1e-4,
     callbacks: Callable | Iterable[Callable] | None = None,
     progress: bool = True,
@@ -335,7 +335,9 @@ def sgd(
     x0 : ndarray, optional
         Initial packed parameters ``[P, Q, b, c]`` (warm start; not modified).
     validation, early_stopping, min_delta, callbacks, progress, max_time
-        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping`` counts
+        The shared run interface (:mod:`fastmf.solvers._base`); ``early_stopping="auto"``
+        (default) is a patience of 5 epochs when ``validation`` is given (the best epoch's
+        factors are returned; ``docs/stopping.md``), ``None`` only records; ``early_stopping`` counts
         epochs and returns the best epoch's parameters.
     tol : float >= 0, optional
         Stop (status FTOL) when an epoch lowers the training loss by less than
