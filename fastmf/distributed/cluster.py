@@ -60,6 +60,8 @@ def _nbytes(obj) -> int:
         return obj.nbytes
     if isinstance(obj, (tuple, list)):
         return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
     return 0
 
 
