@@ -309,7 +309,8 @@ def distribute(data, client=None, *, n_blocks: int | None = None, dtype=np.float
     ds = DistributedRatings(client=client, layout=layout, workers=workers, dtype=dt, timeout=timeout, **facts)
     ds.actor_futures = actor_futs
     try:
-        ds.actors = [f.result(timeout=timeout) for f in actor_futs]
+        with client.as_current():  # actor handles bind to the client current at unpickling: this one
+            ds.actors = [f.result(timeout=timeout) for f in actor_futs]
     except Exception:
         ds.close()
         raise
