@@ -11,10 +11,17 @@ rows.  All arithmetic uses the in-process kernels:
   the same row systems, weights, ``mu`` and accumulation order as
   :class:`fastmf.solvers.als.ALSSolver` (a row's result does not depend on the
   chunking), so the factors are bit-identical to an in-process fit;
-* loss, gradient, Hessian products, Gauss-Newton diagonal:
+* loss, gradient, Hessian products:
   :class:`fastmf.objective.MFObjective` with ``reg = 0`` on the block's ratings in local
   codes (users of the block x items it touches), plus the penalty of the block's own
-  rows added here; the item-side penalty is added once, by the client.
+  rows added here; the item-side penalty is added once, by the client;
+* preconditioners: the Gauss-Newton diagonal (:func:`~fastmf.kernels.blocks.gn_diagonal`)
+  and the block-Jacobi factors (:func:`~fastmf.kernels.blocks.factor_blocks`, kept here,
+  applied by :meth:`BlockShard.apply_blocks`) of the block's own user rows (user half) and
+  item rows (item half), row by row as in process (bit-identical).
+
+The client side is :class:`fastmf.backends.dask.DaskBackend`: every method takes first a
+``state`` dict of the kept factor rows that changed (:meth:`BlockShard.hold`).
 
 Threads: Dask runs every actor method of a worker in that worker's single actor
 thread, so calls never overlap on a worker; each method runs its kernels with
