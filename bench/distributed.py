@@ -1,12 +1,18 @@
-"""In-process (2 numba threads) vs LocalCluster (2 workers x 1 thread) on MovieLens shapes.
+"""In-process (2 numba threads) vs LocalCluster (2 workers x 1 thread), same solver code.
 
-Measures, per data shape: empty-call round-trip latency (one ``ping`` round over the B
-blocks), loss+gradient and Hessian product per call, one ALS sweep, bytes per round,
-and (``--fit``) Newton-CG fit time to the same loss.
+Shapes mode (synthetic data of MovieLens shapes, ``fastmf.data.synthetic.synthetic_preset``):
+per shape, the empty-round latency (one ``ping`` over the B blocks), loss+gradient and
+Hessian product per call, one ALS iteration (two half-sweeps + the loss/gradient
+evaluation), bytes per round, and with ``--fit`` the Newton-CG fit time (Jacobi, exact
+Hessian, the same iterations) in process and on the cluster.
 
-    python -m bench.distributed --shapes ml-1m --rank 32 --dtype float32 --blocks 4 --repeat 3
+    python -m bench.distributed --shapes ml-10m ml-20m --rank 32 --dtype float32 --blocks 4 --repeat 2 --fit
 
-Synthetic data of the given shape (``fastmf.data.synthetic.synthetic_preset``).
+Peer mode (``--peer SPLIT.npz`` from ``/work/shared/peers/split.py``): ALS (rank 32, reg 0.1
+count-weighted = Spark's ALS-WR regParam 0.1) until the test RMSE reaches ``--target``,
+in process and on the cluster; cluster start-up and ``distribute`` reported separately.
+
+    python -m bench.distributed --peer /tmp/synth-20m-split.npz --rank 32 --target 0.6963
 """
 
 from __future__ import annotations
@@ -28,6 +34,114 @@ def _best(fn, repeat):
     return min(ts)
 
 
+def _bytes_per_round(ds):
+    s = ds.stats
+    return (s["bytes_sent"] + s["bytes_received"]) / max(s["rounds"], 1)
+
+
+def shapes(args, client):
+    from fastmf._threading import thread_limit
+    from fastmf.data.synthetic import synthetic_preset
+    from fastmf.objective import MFObjective
+    from fastmf.solvers.als import als
+    from fastmf.solvers.newton import newton_cg
+    import fastmf.distributed as fd
+
+    dt = np.dtype(args.dtype)
+    k = args.rank
+    for shape in args.shapes:
+        R = synthetic_preset(shape, args.scale, dtype=dt, random_state=0)
+        row = dict(shape=shape, users=R.n_users, items=R.n_items, nnz=R.nnz, rank=k, dtype=dt.name, blocks=args.blocks)
+        # ---------------- in process, 2 threads
+        with thread_limit(2):
+            o = MFObjective(R, k, dtype=dt, n_threads=2, hessian="exact")
+            x = o.x0(0).astype(dt)
+            p = np.random.default_rng(0).standard_normal(o.n_params).astype(dt)
+            x2 = (x * dt.type(1.001)).astype(dt)
+            o.fun_and_jac(x)
+            o.hessp(x, p)
+            row["local_fg_s"] = _best(lambda: (o.fun_and_jac(x2), o.fun_and_jac(x)), args.repeat) / 2
+            row["local_hessp_s"] = _best(lambda: o.hessp(x, p), args.repeat)
+        ref = als(R, k, dtype=dt, max_iter=args.repeat + 1, tol=0.0, progress=False, n_threads=2)
+        row["local_als_iteration_s"] = float(np.diff([h["elapsed"] for h in ref.history]).min())
+        # ---------------- cluster
+        t = time.perf_counter()
+        ds = fd.distribute(R, client, n_blocks=args.blocks, dtype=dt)
+        d = fd.DistributedObjective(ds, k, dtype=dt, hessian="exact")
+        row["distribute_s"] = time.perf_counter() - t
+        row["ping_round_s"] = _best(lambda: ds.round("ping"), 20)
+        d.fun_and_jac(x)
+        d.hessp(x, p)
+        ds.reset_stats()
+        row["dask_fg_s"] = _best(lambda: (d.fun_and_jac(x2), d.fun_and_jac(x)), args.repeat) / 2
+        row["fg_bytes_per_round"] = _bytes_per_round(ds)
+        d.hessp(x, p)
+        ds.reset_stats()
+        row["dask_hessp_s"] = _best(lambda: d.hessp(x, p), args.repeat)
+        row["hessp_bytes_per_round"] = _bytes_per_round(ds)
+        res = fd.fit_als(ds, k, dtype=dt, max_iter=args.repeat + 1, tol=0.0, progress=False)
+        row["dask_als_iteration_s"] = float(np.diff([h["elapsed"] for h in res.history]).min())
+        row["als_bytes_per_iteration"] = (res.comm["bytes_sent"] + res.comm["bytes_received"]) / max(res.nit, 1)
+        row["als_bit_identical"] = bool(np.array_equal(res.x, ref.x))
+        row["als_ratio"] = row["dask_als_iteration_s"] / row["local_als_iteration_s"]
+        if args.fit:
+            kw = dict(max_iter=args.newton_iter, tol=1e-4, progress=False, preconditioner="jacobi")
+            t = time.perf_counter()
+            rl = newton_cg(MFObjective(R, k, dtype=dt, n_threads=2, hessian="exact"), x.copy(), n_threads=2, **kw)
+            row["local_newton_fit_s"] = time.perf_counter() - t
+            ds.reset_stats()
+            t = time.perf_counter()
+            rd = fd.fit_newton(ds, k, dtype=dt, hessian="exact", x0=x.copy(), **kw)
+            row["dask_newton_fit_s"] = time.perf_counter() - t
+            row["newton_nit_ncg"] = [rl.nit, rl.n_cg, rd.nit, rd.n_cg]
+            row["newton_loss_rel_diff"] = abs(rd.fun - rl.fun) / abs(rl.fun)
+            row["newton_ratio"] = row["dask_newton_fit_s"] / row["local_newton_fit_s"]
+        ds.close()
+        print(json.dumps(row), flush=True)
+
+
+def peer(args, client, t_cluster):
+    from fastmf.data.ratings import Ratings
+    from fastmf.solvers.als import als
+    import fastmf.distributed as fd
+
+    z = np.load(args.peer)
+    m = int(max(z["tr_u"].max(), z["te_u"].max())) + 1
+    n = int(max(z["tr_i"].max(), z["te_i"].max())) + 1
+    dt = np.dtype(args.dtype)
+    R = Ratings.from_codes(z["tr_u"], z["tr_i"], z["tr_r"], m, n, dtype=dt)
+    V = Ratings.from_codes(z["te_u"], z["te_i"], z["te_r"], m, n, dtype=dt)
+    row = dict(peer=args.peer, users=m, items=n, nnz=R.nnz, test=V.nnz, rank=args.rank, target=args.target,
+               cluster_start_s=t_cluster)
+    kw = dict(reg=0.1, reg_weighting="count", dtype=dt, max_iter=args.max_iter, tol=0.0, progress=False,
+              validation=V, random_state=0, callbacks=lambda rec: rec["val_rmse"] <= args.target)
+
+    def reached(res):
+        hit = [h for h in res.history if h["val_rmse"] is not None and h["val_rmse"] <= args.target]
+        return (hit[0]["elapsed"], hit[0]["iteration"]) if hit else (None, None)
+
+    if not args.skip_local:
+        t = time.perf_counter()
+        rl = als(R, args.rank, n_threads=2, **kw)
+        row["local_total_s"] = time.perf_counter() - t
+        row["local_time_to_target_s"], row["local_iterations"] = reached(rl)
+        row["local_val_rmse"] = [round(h["val_rmse"], 5) for h in rl.history]
+        print(json.dumps(row), flush=True)
+    t = time.perf_counter()
+    ds = fd.distribute(R, client, n_blocks=args.blocks, dtype=dt)
+    row["distribute_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rd = fd.fit_als(ds, args.rank, **kw)
+    row["dask_total_s"] = time.perf_counter() - t
+    row["dask_time_to_target_s"], row["dask_iterations"] = reached(rd)
+    row["dask_val_rmse"] = [round(h["val_rmse"], 5) for h in rd.history]
+    row["dask_iteration_s"] = float(np.median(np.diff([h["elapsed"] for h in rd.history])))
+    row["als_bytes_per_iteration"] = (rd.comm["bytes_sent"] + rd.comm["bytes_received"]) / max(rd.nit, 1)
+    row["spark_10_iterations_s"] = [149, 153]
+    ds.close()
+    print(json.dumps(row), flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", nargs="+", default=["ml-1m"])
@@ -36,82 +150,25 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--blocks", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--fit", action="store_true", help="also time Newton-CG fits (preconditioner none)")
+    ap.add_argument("--fit", action="store_true", help="also time Newton-CG fits (Jacobi, exact Hessian)")
+    ap.add_argument("--newton-iter", type=int, default=8)
+    ap.add_argument("--peer", help="split .npz of /work/shared/peers/split.py: time to --target test RMSE")
+    ap.add_argument("--target", type=float, default=0.6963)
+    ap.add_argument("--max-iter", type=int, default=15)
+    ap.add_argument("--skip-local", action="store_true")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
 
     import distributed
 
-    from fastmf._threading import thread_limit
-    from fastmf.data.synthetic import synthetic_preset
-    from fastmf.objective import MFObjective
-    from fastmf.solvers.als import ALSSolver, als
-    from fastmf.solvers.newton import fit_newton_cg
-    from fastmf.solvers.preconditioners import ProblemStructure
-    import fastmf.distributed as fd
-
-    dt = np.dtype(args.dtype)
-    k = args.rank
-    out = []
+    t = time.perf_counter()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
-        for shape in args.shapes:
-            R = synthetic_preset(shape, args.scale, dtype=dt, random_state=0)
-            row = dict(shape=shape, users=R.n_users, items=R.n_items, nnz=R.nnz, rank=k, dtype=dt.name,
-                       blocks=args.blocks)
-            # ---------------- in process, 2 threads
-            with thread_limit(2):
-                o = MFObjective(R, k, dtype=dt, n_threads=2)
-                x = o.x0(0).astype(dt)
-                p = np.random.default_rng(0).standard_normal(o.n_params).astype(dt)
-                o.fun_and_jac(x)
-                o.hessp(x, p)
-                x2 = (x * dt.type(1.001)).astype(dt)
-                row["local_fg_s"] = _best(lambda: (o.fun_and_jac(x2), o.fun_and_jac(x)), args.repeat) / 2
-                row["local_hessp_s"] = _best(lambda: o.hessp(x, p), args.repeat)
-                s = ALSSolver(ProblemStructure.from_objective(o), 2)
-                xa = x.copy()
-                s.solve_users(xa)
-                row["local_als_sweep_s"] = _best(lambda: (s.solve_users(xa), s.solve_items(xa)), args.repeat)
-            # ---------------- cluster
-            t = time.perf_counter()
-            ds = fd.distribute(R, client, n_blocks=args.blocks, dtype=dt)
-            row["distribute_s"] = time.perf_counter() - t
-            d = fd.DistributedObjective(ds, k, dtype=dt)
-            row["ping_round_s"] = _best(lambda: ds.round("ping"), max(args.repeat, 10))
-            d.fun_and_jac(x)
-            ds.reset_stats()
-
-            row["dask_fg_s"] = _best(lambda: (d.fun_and_jac(x2), d.fun_and_jac(x)), args.repeat) / 2
-            row["fg_bytes_per_round"] = (ds.stats["bytes_sent"] + ds.stats["bytes_received"]) / ds.stats["rounds"]
-            d.hessp(x, p)
-            ds.reset_stats()
-            row["dask_hessp_s"] = _best(lambda: d.hessp(x, p), args.repeat)
-            row["hessp_bytes_per_round"] = (ds.stats["bytes_sent"] + ds.stats["bytes_received"]) / ds.stats["rounds"]
-            ds.reset_stats()
-            t = time.perf_counter()
-            res = fd.fit_als(ds, k, dtype=dt, max_iter=args.repeat, tol=0.0, progress=False)
-            el = time.perf_counter() - t
-            it_times = np.diff([h["elapsed"] for h in res.history])
-            row["dask_als_iteration_s"] = float(it_times.min())  # 3 rounds: users, items, evaluation
-            row["als_bytes_per_iteration"] = (res.comm["bytes_sent"] + res.comm["bytes_received"]) / max(res.nit, 1)
-            t = time.perf_counter()
-            ref = als(R, k, dtype=dt, max_iter=args.repeat, tol=0.0, progress=False, n_threads=2)
-            row["local_als_iteration_s"] = float(np.diff([h["elapsed"] for h in ref.history]).min())
-            row["als_bit_identical"] = bool(np.array_equal(res.x, ref.x))
-            if args.fit:
-                kw = dict(dtype=dt, max_iter=30, progress=False, random_state=0, gtol=1e-4)
-                t = time.perf_counter()
-                rl = fit_newton_cg(R, k, preconditioner="none", n_threads=2, **kw)
-                row["local_newton_fit_s"] = time.perf_counter() - t
-                t = time.perf_counter()
-                rd = fd.fit_newton(ds, k, **kw)
-                row["dask_newton_fit_s"] = time.perf_counter() - t
-                row["newton_loss_rel_diff"] = abs(rd.fun - rl.fun) / abs(rl.fun)
-            ds.close()
-            print(json.dumps(row), flush=True)
-            out.append(row)
-    return out
+        t_cluster = time.perf_counter() - t
+        if args.peer:
+            peer(args, client, t_cluster)
+        else:
+            shapes(args, client)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
                 res["before"].append(fit_before(solver, train, test))
                 res["after"].append(fit_after(solver, train, test))
             b, a = (np.array(res[k], dtype=float) for k in ("before", "after"))
-            label = name + (f" (u1..u5 mean)" if len(splits) > 1 else "")
+            label = name + (" (u1..u5 mean)" if len(splits) > 1 else "")
             rows.append([label, solver, f"{b[:, 0].mean():.4f}", f"{a[:, 0].mean():.4f}",
                          f"{a[:, 0].mean() - b[:, 0].mean():+.4f}", f"{b[:, 2].mean():.0f}", f"{a[:, 2].mean():.0f}",
                          f"{b[:, 1].mean():.2f}", f"{a[:, 1].mean():.2f}", f"{a[:, 1].mean() / b[:, 1].mean():.2f}"])

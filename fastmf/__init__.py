@@ -24,6 +24,7 @@ from .exceptions import (
     ForkedOpenMPError,
     NotFittedError,
     UnknownIdWarning,
+    WorkerLostError,
 )
 from .model import MatrixFactorization
 from .objective import MFObjective
@@ -42,6 +43,7 @@ __all__ = [
     "MatrixFactorization",
     "NotFittedError",
     "UnknownIdWarning",
+    "WorkerLostError",
     "as_ratings",
     "metrics",
     "model_selection",

@@ -232,7 +232,7 @@ def _coerce_id(text: str, ids: np.ndarray, what: str):
         try:
             return int(text)
         except ValueError:
-            raise CLIError(f"{what} id {text!r} is not an integer, and this model's {what} ids are integers")
+            raise CLIError(f"{what} id {text!r} is not an integer, and this model's {what} ids are integers") from None
     return text
 
 
@@ -340,7 +340,7 @@ def cmd_fit(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise CLIError("--plot needs matplotlib: pip install 'fastmf[plot]'")
+            raise CLIError("--plot needs matplotlib: pip install 'fastmf[plot]'") from None
     model = MatrixFactorization(
         rank=args.rank, solver=args.solver, reg=args.reg, reg_bias=args.reg_bias, biases=not args.no_biases,
         reg_weighting=args.reg_weighting, dtype=dtype, n_threads=args.threads, max_iter=args.max_iter,

@@ -15,6 +15,7 @@ __all__ = [
     "ForkedOpenMPError",
     "NotFittedError",
     "UnknownIdWarning",
+    "WorkerLostError",
 ]
 
 
@@ -88,3 +89,11 @@ class FitMemoryError(MemoryError, ValueError):
         self.estimate = estimate
         self.limit = limit
         self.limit_source = limit_source
+
+
+class WorkerLostError(RuntimeError):
+    """A Dask worker holding blocks of the ratings died or became unreachable during a fit.
+
+    The fit stops (no factors from partial data are returned); the message names the worker
+    and its blocks.  Fit again: the blocks are rebuilt from the source on the live workers.
+    """

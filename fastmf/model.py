@@ -399,11 +399,12 @@ class MatrixFactorization:
 
         Parameters
         ----------
-        X : Ratings, DataFrame, scipy sparse matrix, (users, items, ratings), or pairs
+        X : Ratings, DataFrame, scipy sparse matrix, (users, items, ratings), pairs, or Dask input
             With ``y=None``: training ratings with raw ids (see
             :func:`fastmf.as_ratings`).  With ``y``: the ``(user, item)`` pairs, an
             array-like of shape ``(n, 2)`` or a DataFrame with user/item columns
             (see :mod:`fastmf._sklearn`), as scikit-learn's splitters produce them.
+            Dask DataFrame or Parquet path/glob: fitted on the Dask client (:mod:`fastmf.distributed.estimator`).
         y : array-like of shape (n,), optional
             The ratings of the pairs ``X``; ``None`` when ``X`` carries them.
         eval_set : ratings (any ``y=None`` form of ``X``), optional, keyword-only
@@ -412,13 +413,11 @@ class MatrixFactorization:
             the training code space; ratings of users or items unknown to
             training are dropped (count in ``n_eval_dropped_``, logged).
         warm_start : bool
-            Continue from the current factors instead of a random start.  The
-            model must be fitted (or loaded) with the same ``rank`` and
-            ``biases``.  Users and items of ``X`` that the model does not know
-            are added (small random factors, zero biases); known ones keep their
-            rows; known ones absent from ``X`` keep their rows too (with an empty
-            row of ratings they are only regularised).  :math:`\mu` is the mean
-            of the new ``X`` (unchanged when refitting on the same data).
+            Continue from the current factors instead of a random start.  The model must be
+            fitted (or loaded) with the same ``rank`` and ``biases``.  Users and items of ``X``
+            that the model does not know are added (small random factors, zero biases); known
+            ones keep their rows, also when absent from ``X`` (then only regularised).
+            :math:`\mu` is the mean of the new ``X`` (unchanged when refitting on the same data).
 
         Returns
         -------
@@ -430,6 +429,9 @@ class MatrixFactorization:
             A bad parameter (named) or bad input, before any work; ``y`` with an
             ``X`` that carries ratings, or pairs without ``y``.
         """
+        from .backends import is_dask_input  # Dask input: fitted on the cluster (Dask is imported only then)
+        if is_dask_input(X):
+            return importlib.import_module("fastmf.distributed.estimator").fit_on_cluster(self, X, y, eval_set, warm_start)
         t0 = time.perf_counter()
         p = self._validated_params()
         if not isinstance(warm_start, (bool, np.bool_)):

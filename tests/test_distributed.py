@@ -16,11 +16,14 @@ distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 
 import fastmf.distributed as fd  # noqa: E402
-from fastmf.data.ratings import Ratings  # noqa: E402
+from fastmf import MatrixFactorization  # noqa: E402
 from fastmf.data.synthetic import synthetic  # noqa: E402
 from fastmf.objective import MFObjective  # noqa: E402
+from fastmf.problem import MFProblem  # noqa: E402
+from fastmf.solvers._base import Status  # noqa: E402
 from fastmf.solvers.als import als  # noqa: E402
-from fastmf.solvers.newton import fit_newton_cg  # noqa: E402
+from fastmf.solvers.newton import newton_cg  # noqa: E402
+from fastmf.solvers.preconditioners import make_preconditioner  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -32,8 +35,15 @@ def _cluster(n_workers, processes):
 
 @pytest.fixture(scope="module")
 def client():
-    """Two worker processes, one thread each (the production layout)."""
-    with _cluster(2, True) as cluster, distributed.Client(cluster) as c:
+    """Two worker processes, one thread each (the production layout), shared by the module."""
+    with _cluster(2, True) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    """Two in-process workers: enough for the many small rounds of Newton-CG fits."""
+    with _cluster(2, False) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
 
@@ -54,12 +64,12 @@ def test_workers_import_this_tree(client):
                                   "__init__.py")}
 
 
-def test_coding_independent_of_partitioning(client, ratings):
+def test_coding_independent_of_partitioning(local_client, ratings):
     from fastmf.distributed.coding import code_frame, read_input
 
     out = []
-    for nparts in (1, 3, 5):
-        coded = code_frame(read_input(_frame(ratings, nparts)), client, dtype=np.float64)
+    for nparts in (1, 4):
+        coded = code_frame(read_input(_frame(ratings, nparts)), local_client, dtype=np.float64)
         df = coded.frame.compute()
         df = df.sort_values(["user", "item"]).reset_index(drop=True)
         out.append((coded.user_ids, coded.item_ids, df[["user", "item", "rating"]].to_numpy()))
@@ -72,14 +82,14 @@ def test_coding_independent_of_partitioning(client, ratings):
     np.testing.assert_array_equal(out[0][2][:, 2], ratings.values)
 
 
-def test_bad_input_names_partition_and_row(client):
+def test_bad_input_names_partition_and_row(local_client):
     pdf = pd.DataFrame({"user": [1, 2, 3, 4, 5, 6], "item": [1, 1, 2, 2, 3, 3],
                         "rating": [1.0, 2.0, 3.0, 4.0, np.nan, 5.0]})
     with pytest.raises(ValueError, match=r"partition 1: .*NaN.*row 1"):
-        fd.distribute(dd.from_pandas(pdf, npartitions=2, sort=False), client, n_blocks=2)
+        fd.distribute(dd.from_pandas(pdf, npartitions=2, sort=False), local_client, n_blocks=2)
     dup = pd.DataFrame({"user": [1, 2, 3, 1], "item": [1, 1, 2, 1], "rating": [1.0, 2.0, 3.0, 4.0]})
     with pytest.raises(ValueError, match=r"duplicate rating .*partition 0 row 0 and partition 1 row 1"):
-        fd.distribute(dd.from_pandas(dup, npartitions=2, sort=False), client, n_blocks=2)
+        fd.distribute(dd.from_pandas(dup, npartitions=2, sort=False), local_client, n_blocks=2)
 
 
 def test_als_bit_identical_to_in_process(client, ratings):
@@ -96,7 +106,7 @@ def test_als_bit_identical_to_in_process(client, ratings):
     for a, b in zip(res.history, ref.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-6, abs=1e-9)
-    assert res.comm["rounds"] == 1 + 3 * 4 + 1  # initial evaluation, 3 per iteration, seen items
+    assert res.comm["rounds"] == 1 + 3 * 4  # initial evaluation, 3 per iteration
     np.testing.assert_array_equal(res.seen_items, ratings.items)
     np.testing.assert_array_equal(res.seen_indptr, ratings.user_indptr)
 
@@ -109,15 +119,15 @@ def test_results_depend_on_blocks_not_workers(ratings):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = fd.fit_newton(ratings, 4, client=c, n_blocks=3, dtype=np.float32, max_iter=3,
-                                    progress=False, random_state=1)
+                                    progress=False, random_state=1, preconditioner="block-jacobi")
             xs.append(res.x)
     assert np.array_equal(xs[0], xs[1]) and np.array_equal(xs[0], xs[2])
 
 
 @pytest.mark.parametrize("hessian", ["gauss-newton", "exact"])
-def test_newton_pieces_equal_in_process(client, ratings, hessian):
+def test_newton_pieces_equal_in_process(local_client, ratings, hessian):
     kw = dict(reg=0.05, reg_bias=0.02, dtype=np.float64, hessian=hessian, reg_weighting="count")
-    with fd.distribute(ratings, client, n_blocks=3, dtype=np.float64) as ds:
+    with fd.distribute(ratings, local_client, n_blocks=3, dtype=np.float64) as ds:
         d = fd.DistributedObjective(ds, 6, **kw)
         o = MFObjective(ratings, 6, **kw)
         rng = np.random.default_rng(0)
@@ -130,27 +140,93 @@ def test_newton_pieces_equal_in_process(client, ratings, hessian):
         h2 = o.hessp(x, p)
         np.testing.assert_allclose(d.hessp(x, p), h2, rtol=1e-10, atol=1e-10 * np.abs(h2).max())
         np.testing.assert_allclose(d.diag_gauss_newton(x), o.diag_gauss_newton(x), rtol=1e-10)
+        # preconditioners: built where the data lives, bit-identical to the in-process ones
+        problem = MFProblem.from_objective(o)
+        for name in ("jacobi", "block-jacobi"):
+            local, dist = make_preconditioner(name, problem, ratings), d.preconditioner(name, 2**30)
+            local.update(x)
+            dist.update(x)
+            assert np.array_equal(dist.apply(p), local.apply(p)), name
         # x changed on the blocks (a trial point), then a product at the old x again
         d.fun(x + 1.0)
         np.testing.assert_allclose(d.hessp(x, p), h2, rtol=1e-10, atol=1e-10 * np.abs(h2).max())
 
 
-def test_newton_fit_reaches_in_process_loss():
-    """A whole fit is hundreds of rounds: in-process workers keep it within the time budget."""
+@pytest.mark.parametrize("preconditioner", ["jacobi", "block-jacobi"])
+def test_newton_fit_reaches_in_process_loss(local_client, preconditioner):
     small = synthetic(50, 30, 500, rank=2, random_state=3, dtype=np.float64)
-    kw = dict(reg=3.0, dtype=np.float64, gtol=1e-7, max_iter=100, progress=False, random_state=0)
-    ref = fit_newton_cg(small, 2, preconditioner="none", **kw)
-    with _cluster(2, False) as cluster, distributed.Client(cluster) as c:
-        res = fd.fit_newton(small, 2, client=c, n_blocks=2, **kw)
+    kw = dict(tol=1e-7, max_iter=100, progress=False, random_state=0, preconditioner=preconditioner)
+    ref = newton_cg(MFObjective(small, 2, reg=3.0, dtype=np.float64), **kw)
+    res = fd.fit_newton(small, 2, client=local_client, n_blocks=2, reg=3.0, dtype=np.float64, **kw)
     assert ref.status.converged and res.status.converged
     assert res.fun == pytest.approx(ref.fun, rel=1e-8)
+    assert res.preconditioner == preconditioner
+
+
+def _pandas(R):
+    df = R.to_dataframe()
+    return df.rename(columns={df.columns[0]: "user", df.columns[1]: "item", df.columns[2]: "rating"})[
+        ["user", "item", "rating"]]
+
+
+def test_estimator_als_on_dask_equals_in_process(client, ratings, tmp_path):
+    params = dict(solver="als", rank=5, reg=0.07, dtype=np.float64, max_iter=4, tol=0.0, random_state=3,
+                  progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = MatrixFactorization(**params).fit(_pandas(ratings))
+        with client.as_current():
+            est = MatrixFactorization(**params, solver_options={"n_blocks": 3}).fit(_frame(ratings, 3))
+    for name in ("user_factors_", "item_factors_", "user_biases_", "item_biases_", "user_ids_", "item_ids_",
+                 "seen_indptr_", "seen_items_"):
+        assert np.array_equal(getattr(est, name), getattr(ref, name)), name
+    assert est.global_mean_ == ref.global_mean_ and est.rating_scale_ == ref.rating_scale_
+    assert est.n_iter_ == 4 and len(est.history_) == 5 and est.result_.n_blocks == 3
+    users, items = ratings.user_ids[:7], ratings.item_ids[:7]
+    np.testing.assert_array_equal(est.predict(users, items), ref.predict(users, items))
+    np.testing.assert_array_equal(est.recommend(users, n=3)[0], ref.recommend(users, n=3)[0])
+    loaded = MatrixFactorization.load(est.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(users, items), ref.predict(users, items))
+
+
+def test_estimator_newton_jacobi_reaches_in_process_loss(local_client):
+    small = synthetic(50, 30, 500, rank=2, random_state=3, dtype=np.float64)
+    params = dict(solver="newton", rank=2, reg=3.0, dtype=np.float64, tol=1e-7, max_iter=100, progress=False, random_state=0,
+                  solver_options={"preconditioner": "jacobi"})
+    ref = MatrixFactorization(**params).fit(small)
+    with local_client.as_current():
+        est = MatrixFactorization(**params).fit(_frame(small, 2))
+    assert ref.result_.status.converged and est.result_.status.converged
+    assert est.result_.fun == pytest.approx(ref.result_.fun, rel=1e-8)
+    assert est.result_.preconditioner == "jacobi" and est.result_.hessian == "exact"
+
+
+def test_estimator_newton_early_stopping_on_cluster(local_client, ratings):
+    df = _pandas(ratings).sample(frac=1.0, random_state=0)
+    train, val = df.iloc[:1200], df.iloc[1200:]
+    params = dict(solver="newton", rank=8, reg=0.01, dtype=np.float64, max_iter=40, early_stopping=2, random_state=0,
+                  progress=False, solver_options={"min_delta": 1e-3})
+    ref = MatrixFactorization(**params).fit(train, eval_set=val)
+    with local_client.as_current():
+        est = MatrixFactorization(**params).fit(dd.from_pandas(train, npartitions=2), eval_set=val)
+    assert ref.result_.status == Status.EARLY_STOPPING
+    assert est.result_.status == Status.EARLY_STOPPING
+    assert est.result_.best_iteration == ref.result_.best_iteration
+    assert est.n_iter_ == ref.n_iter_ and est.n_eval_dropped_ == ref.n_eval_dropped_
+    for a, b in zip(est.history_, ref.history_):
+        assert a["val_rmse"] == pytest.approx(b["val_rmse"], rel=1e-8)
+    np.testing.assert_allclose(est.user_factors_, ref.user_factors_, rtol=1e-6, atol=1e-8)
 
 
 def test_sgd_and_gibbs_refused():
+    pdf = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [3.0, 4.0]})
     for solver in ("sgd", "gibbs"):
-        with pytest.raises(ValueError, match="distributed solvers are 'als'.*'newton-cg'"):
+        with pytest.raises(ValueError, match="distributed solvers are 'als' and 'newton'"):
             fd.check_solver(solver)
+        with pytest.raises(ValueError, match=f"solver='{solver}' cannot fit Dask input.*'als' and 'newton'"):
+            MatrixFactorization(solver=solver).fit(dd.from_pandas(pdf, npartitions=1))
     fd.check_solver("als")
+    fd.check_solver("newton")
 
 
 def test_batch_scoring_equals_in_process(client, ratings):

@@ -120,7 +120,6 @@ def _fit(capsys, *args):
 def test_cli_fit_validation_is_carved_from_train(capsys, monkeypatch):
     """The validation set that stops the fit is disjoint from the reported test set (and the
     fit never sees the test ratings)."""
-    import fastmf.cli as cli
     from fastmf.model import MatrixFactorization
 
     seen = {}

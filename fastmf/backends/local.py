@@ -170,9 +170,12 @@ class LocalBackend(ObjectiveBackend):
 
 
 def make_local_backend(objective) -> ObjectiveBackend:
-    """The backend of :func:`~fastmf.solvers.newton.newton_cg`'s ``objective``: a :class:`LocalBackend`
+    """The backend of :func:`~fastmf.solvers.newton.newton_cg`'s ``objective``: the object's own
+    backend when it has an ``as_backend()`` method (the Dask backend), a :class:`LocalBackend`
     around an :class:`~fastmf.objective.MFObjective` (or an object exposing its ``ratings, rank, biases,
     reg, reg_bias, reg_weighting, loss, dtype, mu, n_users, n_items``), else an :class:`ObjectiveBackend`."""
+    if callable(getattr(objective, "as_backend", None)):  # e.g. fastmf.backends.dask.DaskBackend
+        return objective.as_backend()
     if not hasattr(objective, "ratings"):
         return ObjectiveBackend(objective)
     try:

@@ -5,8 +5,10 @@ Entry points
 * :func:`distribute`: ratings (Dask DataFrame, Parquet path or local ``Ratings``) to
   ``B`` block actors pinned to the workers (:class:`DistributedRatings`);
 * :func:`fit_als`: blocked ALS, factors bit-identical to :func:`fastmf.solvers.als.als`;
-* :func:`fit_newton`: trust-region Newton-CG, the in-process driver on a
-  :class:`DistributedObjective`;
+* :func:`fit_newton`: trust-region Newton-CG, the in-process solver on the Dask backend
+  (:class:`fastmf.backends.dask.DaskBackend`; :class:`DistributedObjective` builds one);
+* ``MatrixFactorization(solver="als"|"newton").fit(ddf)``: the estimator on Dask input
+  (:mod:`fastmf.distributed.estimator`);
 * :func:`to_model`: a fitted :class:`fastmf.MatrixFactorization` from such a result;
 * :func:`predict`, :func:`recommend`: batch scoring of Dask collections
   (:mod:`fastmf.distributed.scoring`).
@@ -25,14 +27,14 @@ __all__ = ["distribute", "DistributedRatings", "WorkerLostError", "fit_als", "fi
            "to_model", "predict", "recommend", "check_solver"]
 
 #: Solvers with a distributed implementation.
-DISTRIBUTED_SOLVERS = ("als", "newton-cg")
+DISTRIBUTED_SOLVERS = ("als", "newton", "newton-cg")
 
 
 def check_solver(solver: str) -> None:
     """Raise a clear error for a solver that cannot run on Dask input (``sgd``, ``gibbs``)."""
     if solver not in DISTRIBUTED_SOLVERS:
         raise ValueError(
-            f"solver={solver!r} cannot fit Dask input: the distributed solvers are 'als' (fastmf.distributed."
-            "fit_als) and 'newton-cg' (fastmf.distributed.fit_newton); for sgd or gibbs, collect the ratings "
-            "into a local fastmf.Ratings first (e.g. Ratings.from_dataframe(ddf.compute()))"
+            f"solver={solver!r} cannot fit Dask input: the distributed solvers are 'als' and 'newton' "
+            "(MatrixFactorization(solver='als'|'newton'), fastmf.distributed.fit_als / fit_newton); for sgd or "
+            "gibbs, collect the ratings into a local fastmf.Ratings first (e.g. Ratings.from_dataframe(ddf.compute()))"
         )

@@ -17,7 +17,6 @@ counts the bytes of the numpy arrays sent and received (``stats``).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -34,8 +33,7 @@ logger = logging.getLogger("fastmf")
 DEFAULT_TIMEOUT = 600.0
 
 
-class WorkerLostError(RuntimeError):
-    """A worker holding blocks of the ratings died or became unreachable during a fit."""
+from ..exceptions import WorkerLostError  # noqa: E402  (raised here; defined with the other errors)
 
 
 def resolve_client(client=None):
@@ -60,6 +58,8 @@ def _nbytes(obj) -> int:
         return obj.nbytes
     if isinstance(obj, (tuple, list)):
         return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
     return 0
 
 
@@ -307,7 +307,8 @@ def distribute(data, client=None, *, n_blocks: int | None = None, dtype=np.float
     ds = DistributedRatings(client=client, layout=layout, workers=workers, dtype=dt, timeout=timeout, **facts)
     ds.actor_futures = actor_futs
     try:
-        ds.actors = [f.result(timeout=timeout) for f in actor_futs]
+        with client.as_current():  # actor handles bind to the client current at unpickling: this one
+            ds.actors = [f.result(timeout=timeout) for f in actor_futs]
     except Exception:
         ds.close()
         raise

@@ -11,10 +11,17 @@ rows.  All arithmetic uses the in-process kernels:
   the same row systems, weights, ``mu`` and accumulation order as
   :class:`fastmf.solvers.als.ALSSolver` (a row's result does not depend on the
   chunking), so the factors are bit-identical to an in-process fit;
-* loss, gradient, Hessian products, Gauss-Newton diagonal:
+* loss, gradient, Hessian products:
   :class:`fastmf.objective.MFObjective` with ``reg = 0`` on the block's ratings in local
   codes (users of the block x items it touches), plus the penalty of the block's own
-  rows added here; the item-side penalty is added once, by the client.
+  rows added here; the item-side penalty is added once, by the client;
+* preconditioners: the Gauss-Newton diagonal (:func:`~fastmf.kernels.blocks.gn_diagonal`)
+  and the block-Jacobi factors (:func:`~fastmf.kernels.blocks.factor_blocks`, kept here,
+  applied by :meth:`BlockShard.apply_blocks`) of the block's own user rows (user half) and
+  item rows (item half), row by row as in process (bit-identical).
+
+The client side is :class:`fastmf.backends.dask.DaskBackend`: every method takes first a
+``state`` dict of the kept factor rows that changed (:meth:`BlockShard.hold`).
 
 Threads: Dask runs every actor method of a worker in that worker's single actor
 thread, so calls never overlap on a worker; each method runs its kernels with
@@ -31,7 +38,8 @@ from .._packing import pack, unpack
 from .._threading import thread_limit
 from .._weights import row_weights
 from ..kernels._chunks import balanced_chunks
-from ..kernels.blocks import PIVOT_RTOL, als_solve_rows
+from ..kernels.blocks import PIVOT_RTOL, als_solve_rows, apply_blocks, factor_blocks, gn_diagonal
+from ..kernels.predict import squared_error_segments
 from .blocks import BlockHalf
 
 __all__ = ["BlockShard", "ShardSpec"]
@@ -60,7 +68,9 @@ class _Side:
         counts = np.diff(half.indptr)
         w = row_weights(counts, spec["reg_weighting"])
         # as ALSSolver: structure.weights() (dtype) then float64
-        self.w_als = w.astype(dt).astype(np.float64)
+        self.w = w.astype(dt)  # as the preconditioners: problem.row_weights(..., dtype)
+        self.w_als = self.w.astype(np.float64)
+        self.L = None
         # as MFObjective: (reg * w).astype(dtype)
         self.regw = (spec["reg"] * w).astype(dt)
         self.regbw = (spec["reg_bias"] * w).astype(dt)
@@ -80,17 +90,52 @@ class _Side:
         self.n_threads = n_threads
 
     # ---------------------------------------------------------------- ALS
-    def solve(self, F, fbias):
+    def solve(self, F, fbias, prior_diag=None, prior_shift=None, weights=True):
         """Exact row solves of this side's rows given the other side's rows ``F``, ``fbias``."""
         h = self.h
+        prior_diag = self.prior_diag if prior_diag is None else np.asarray(prior_diag, dtype=np.float64)
+        prior_shift = self.prior_shift if prior_shift is None else np.asarray(prior_shift, dtype=np.float64)
+        w = self.w_als if weights else np.ones(h.n_rows)
         out_F = np.empty((h.n_rows, self.k), dtype=self.dt)
         out_b = np.empty(h.n_rows, dtype=self.dt) if self.biases else self.dummy
         nc = len(self.chunks) - 1
         if nc > 0:
             als_solve_rows(h.indptr, h.cols, h.vals, F, fbias if self.biases else self.dummy, self.spec["mu"],
-                           self.w_als, self.prior_diag, self.prior_shift, self.biases, self.chunks, PIVOT_RTOL,
+                           w, prior_diag, prior_shift, self.biases, self.chunks, PIVOT_RTOL,
                            self.A[:nc], self.y[:nc], out_F, out_b, self.fixed[:nc], self.no_noise, 0.0)
         return out_F, (out_b if self.biases else None), int(self.fixed[:nc].sum())
+
+    # ---------------------------------------------------------------- preconditioner pieces
+    def diagonal(self, F):
+        """Gauss-Newton diagonal of this side's rows given the other side's rows ``F``
+        (:func:`fastmf.kernels.blocks.gn_diagonal`, as ``JacobiPreconditioner.update``)."""
+        h = self.h
+        dF = np.empty((h.n_rows, self.k), dtype=self.dt)
+        db = np.empty(h.n_rows, dtype=self.dt) if self.biases else self.dummy
+        gn_diagonal(h.indptr, h.cols, F, self.w, self.spec["reg"], self.spec["reg_bias"], self.biases, self.chunks,
+                    dF, db)
+        return dF, (db if self.biases else None)
+
+    def factor(self, F) -> int:
+        """Cholesky factors of this side's rows' Gauss-Newton blocks (kept for :meth:`apply`)."""
+        h = self.h
+        K = self.k + (1 if self.biases else 0)
+        if self.L is None:
+            self.L = np.empty((h.n_rows, K, K), dtype=self.dt)
+        fixed = np.zeros(max(len(self.chunks) - 1, 1), dtype=np.int64)
+        factor_blocks(h.indptr, h.cols, F, self.w, self.spec["reg"], self.spec["reg_bias"], self.biases, self.chunks,
+                      PIVOT_RTOL, self.L, fixed[:len(self.chunks) - 1])
+        return int(fixed.sum())
+
+    def apply(self, rF, rb):
+        """``L Lᵀ z = r`` per row with the factors of :meth:`factor`."""
+        zF = np.empty_like(rF)
+        if self.biases:
+            zb = np.empty_like(rb)
+            apply_blocks(self.L, rF, rb, True, self.chunks, zF, zb)
+            return zF, zb
+        apply_blocks(self.L, rF, self.dummy, False, self.chunks, zF, self.dummy)
+        return zF, None
 
     # ---------------------------------------------------------------- objective pieces
     def objective(self):
@@ -163,8 +208,7 @@ class BlockShard:
         self.item_half = item_half
         self.spec = None
         self.users = self.items = None
-        self._P = self._b = None  # this block's user rows (last solved or set)
-        self._Qn = self._cn = None  # the needed item rows last received
+        self._uown = self._uneed = self._iown = self._ineed = None  # kept rows, see hold()
         self.calls = 0
 
     def configure(self, spec: dict) -> None:
@@ -177,7 +221,7 @@ class BlockShard:
         self.spec = dict(spec)
         self.users = _Side(self.user_half, self.spec, self.n_threads)
         self.items = _Side(self.item_half, self.spec, self.n_threads)
-        self._P = self._b = self._Qn = self._cn = None
+        self._uown = self._uneed = self._iown = self._ineed = None
 
     # ---------------------------------------------------------------- bookkeeping
     def describe(self) -> dict:
@@ -221,72 +265,71 @@ class BlockShard:
             obj.diag_gauss_newton(x)
             tiny = BlockHalf(lo=0, hi=2, indptr=np.array([0, 2, 3]), cols=np.array([0, 1, 1], np.int32),
                              vals=np.array([3.0, 4.0, 5.0], dt), needed=np.arange(2))
-            _Side(tiny, self.spec, self.n_threads).solve(np.full((2, k), 0.1, dt), np.zeros(2, dt))
+            side = _Side(tiny, self.spec, self.n_threads)
+            F, fb = np.full((2, k), 0.1, dt), np.zeros(2, dt)
+            side.solve(F, fb)
+            side.diagonal(F)
+            side.factor(F)
+            side.apply(F, fb)
 
-    # ---------------------------------------------------------------- ALS
-    def solve_users(self, Qn=None, cn=None):
-        """ALS user half-step of this block given the needed item rows (``None``: the
-        rows last received).  Returns ``(P_b, b_b, n_fixed)`` and keeps them."""
+    # ---------------------------------------------------------------- kept rows
+    def hold(self, state: dict | None) -> None:
+        """Keep the factor rows of ``state`` (keys ``uown`` (this block's user rows), ``uneed``
+        (the item rows its user half touches), ``iown`` (this block's item rows), ``ineed``
+        (the user rows its item half touches), each ``(F, fbias)``); missing keys keep the
+        rows held before.  The client tracks what each block holds and sends only changes."""
+        if state:
+            for key, rows in state.items():
+                setattr(self, "_" + key, rows)
+
+    # ---------------------------------------------------------------- row solves (ALS)
+    def solve_rows(self, state, side: str, prior_diag, prior_shift, weights: bool = True):
+        """Exact row solves of this block's rows of ``side`` given the other side's rows it holds
+        (``RowSolveBackend.solve_rows``); returns ``(F_b, fbias_b, n_fixed)`` and keeps them."""
         self.calls += 1
-        if Qn is not None:
-            self._Qn, self._cn = Qn, cn
+        self.hold(state)
+        s, other = (self.users, self._uneed) if side == "users" else (self.items, self._ineed)
         with thread_limit(self.n_threads, limit_blas=False):
-            self._P, self._b, nf = self.users.solve(self._Qn, self._cn)
-        return self._P, self._b, nf
+            F, fb, nf = s.solve(other[0], other[1], prior_diag, prior_shift, weights)
+        setattr(self, "_uown" if side == "users" else "_iown", (F, fb))
+        return F, fb, nf
 
-    def solve_items(self, Pn, bn):
-        """ALS item half-step of item block ``b`` given the needed user rows.
-
-        Returns ``(Q_b, c_b, n_fixed, penalty, grad_sq)``: the new item rows, the
-        item-side penalty ½Σλw‖q‖² (+ bias term) and the squared norm of the item
-        gradient at the new rows (complete: the item block holds all their ratings).
-        """
+    def sse(self, state) -> float:
+        """Sum of squared residuals of the block's user half at the kept rows (float64)."""
         self.calls += 1
-        s = self.items
-        with thread_limit(self.n_threads, limit_blas=False):
-            Q, c, nf = s.solve(Pn, bn)
-            _, gQ, gc, _, _ = s.fun_and_jac(Q, c, Pn, bn)
-        gsq = float(np.sum(gQ.astype(np.float64) ** 2))
-        if c is not None:
-            gsq += float(np.sum(gc.astype(np.float64) ** 2))
-        return Q, c, nf, s.penalty(Q, c), gsq
-
-    def eval_users(self, Qn, cn):
-        """Loss of the block's ratings plus its users' penalty and the squared norm of
-        the user gradient, at the kept user rows and the given item rows (kept for the
-        next :meth:`solve_users`)."""
-        self.calls += 1
-        self._Qn, self._cn = Qn, cn
-        with thread_limit(self.n_threads, limit_blas=False):
-            f, gP, gb, _, _ = self.users.fun_and_jac(self._P, self._b, Qn, cn)
-        gsq = float(np.sum(gP.astype(np.float64) ** 2))
-        if gb is not None:
-            gsq += float(np.sum(gb.astype(np.float64) ** 2))
-        return f, gsq
+        self.hold(state)
+        s = self.users
+        h = s.h
+        (P, b), (Q, c) = self._uown, self._uneed
+        parts = np.zeros(max(len(s.chunks) - 1, 1))
+        if h.nnz:
+            if getattr(self, "_sse_rows", None) is None:  # row code of each rating, built once per shard
+                self._sse_rows = np.repeat(np.arange(len(h.indptr) - 1, dtype=np.int32), np.diff(h.indptr))
+                self._sse_segments = np.ascontiguousarray(h.indptr[s.chunks])
+            with thread_limit(self.n_threads, limit_blas=False):
+                squared_error_segments(self._sse_rows, h.cols, h.vals, self._sse_segments, P, Q,
+                                       b if s.biases else s.dummy, c if s.biases else s.dummy, self.spec["mu"],
+                                       s.biases, parts[:len(s.chunks) - 1])
+        return float(parts.sum())
 
     # ---------------------------------------------------------------- Newton-CG
-    def set_point(self, P=None, b=None, Qn=None, cn=None) -> None:
-        """Keep ``x`` (this block's user rows and the needed item rows); ``None`` keeps a part."""
-        if P is not None:
-            self._P, self._b = P, b
-        if Qn is not None:
-            self._Qn, self._cn = Qn, cn
-
-    def fun_and_jac(self, P=None, b=None, Qn=None, cn=None):
-        """Loss (data + user penalty) and gradient pieces at ``x`` (parts given are kept).
+    def fun_and_jac(self, state):
+        """Loss (data + user penalty) and gradient pieces at the kept user-half rows.
 
         Returns ``(loss, gP_b, gb_b, gQ_partial, gc_partial)``: user rows complete,
         item rows partial (this block's data term only).
         """
         self.calls += 1
-        self.set_point(P, b, Qn, cn)
+        self.hold(state)
+        (P, b), (Q, c) = self._uown, self._uneed
         with thread_limit(self.n_threads, limit_blas=False):
-            return self.users.fun_and_jac(self._P, self._b, self._Qn, self._cn)
+            return self.users.fun_and_jac(P, b, Q, c)
 
-    def hessp(self, dP, db, dQn, dcn):
-        """Hessian (per ``spec['hessian']``) product pieces at the kept ``x`` with the
+    def hessp(self, state, dP, db, dQn, dcn):
+        """Hessian (per ``spec['hessian']``) product pieces at the kept user-half rows with the
         direction's block rows; same layout as :meth:`fun_and_jac`'s gradient."""
         self.calls += 1
+        self.hold(state)
         s = self.users
         with thread_limit(self.n_threads, limit_blas=False):
             obj = s.objective()
@@ -294,29 +337,39 @@ class BlockShard:
                 hP = (s.regw[:, None] * dP).astype(s.dt)
                 hb = (s.regbw * db).astype(s.dt) if s.biases else None
                 return hP, hb, np.zeros_like(dQn), (np.zeros_like(dcn) if s.biases else None)
-            x = s.pack_local(self._P, self._b, self._Qn, self._cn)
-            h = obj.hessp(x, s.pack_local(dP, db, dQn, dcn))
+            (P, b), (Q, c) = self._uown, self._uneed
+            h = obj.hessp(s.pack_local(P, b, Q, c), s.pack_local(dP, db, dQn, dcn))
         hP, hQ, hb, hc = s.unpack_local(h)
         hP += s.regw[:, None] * dP
         if s.biases:
             hb += s.regbw * db
         return hP, hb, hQ, hc
 
-    def diag_gauss_newton(self, P=None, b=None, Qn=None, cn=None):
-        """Gauss-Newton diagonal pieces at ``x`` (parts given are kept); layout as the gradient."""
+    # ---------------------------------------------------------------- preconditioners
+    def gn_diagonal(self, state):
+        """Gauss-Newton diagonal of this block's user rows (from the item rows its user half
+        holds) and item rows (from the user rows its item half holds): complete rows, the
+        in-process kernel on the same CSR order, so equal to the in-process diagonal bit for bit.
+        Returns ``(dP_b, db_b, dQ_b, dc_b)``."""
         self.calls += 1
-        self.set_point(P, b, Qn, cn)
-        s = self.users
+        self.hold(state)
         with thread_limit(self.n_threads, limit_blas=False):
-            obj = s.objective()
-            if obj is None:
-                dPd = np.broadcast_to(s.regw[:, None], (s.h.n_rows, s.k)).astype(s.dt)
-                dbd = s.regbw.astype(s.dt) if s.biases else None
-                nn = len(s.h.needed)
-                return dPd, dbd, np.zeros((nn, s.k), s.dt), (np.zeros(nn, s.dt) if s.biases else None)
-            d = obj.diag_gauss_newton(s.pack_local(self._P, self._b, self._Qn, self._cn))
-        dP, dQ, db, dc = s.unpack_local(d)
-        dP += s.regw[:, None]
-        if s.biases:
-            db += s.regbw
+            dP, db = self.users.diagonal(self._uneed[0])
+            dQ, dc = self.items.diagonal(self._ineed[0])
         return dP, db, dQ, dc
+
+    def factor_blocks(self, state, max_memory: int) -> int:
+        """Cholesky-factor the Gauss-Newton blocks of this block's user and item rows (kept
+        here for :meth:`apply_blocks`); returns the number of replaced pivots."""
+        self.calls += 1
+        self.hold(state)
+        with thread_limit(self.n_threads, limit_blas=False):
+            return self.users.factor(self._uneed[0]) + self.items.factor(self._ineed[0])
+
+    def apply_blocks(self, rP, rb, rQ, rc):
+        """Block-Jacobi solve on this block's own user rows and item rows."""
+        self.calls += 1
+        with thread_limit(self.n_threads, limit_blas=False):
+            zP, zb = self.users.apply(rP, rb)
+            zQ, zc = self.items.apply(rQ, rc)
+        return zP, zb, zQ, zc

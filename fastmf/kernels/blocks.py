@@ -42,7 +42,8 @@ Conventions
   one.
 * Rows are processed in ``prange`` over chunks of rows of (roughly) equal rating
   count (:func:`fastmf.kernels._chunks.balanced_chunks`);
-  each chunk owns its rows (and its scratch), so the kernels are race-free and the result of each row does not depend on the chunking
+  each chunk owns its rows (and its scratch), so the kernels are race-free and the result of each
+  row does not depend on the chunking
   or the thread count.
 * Accumulation happens in the output array's dtype for the preconditioner (float32
   by default: it is an approximation anyway) and in float64 scratch for ALS.

@@ -8,7 +8,8 @@ how it is called, the options it accepts, its defaults and what it supports.
 * :func:`check_fit_request` rejects options and parameters that the chosen solver does
   not take, before any work;
 * :func:`run_solver` checks the fit's estimated peak memory (:mod:`fastmf._memory`;
-  solver option ``max_memory``, every solver) before any allocation, then runs the solver on the training (and validation) ratings and
+  solver option ``max_memory``, every solver) before any allocation, then runs the solver on the
+  training (and validation) ratings and
   returns ``(SolverResult, mu)``;
 * :func:`get_solver_spec` answers "does solver X support fold-in / warm start / early stopping".
 """
