@@ -168,12 +168,12 @@ class FactorModel:
         if isinstance(self.rank, bool) or not isinstance(self.rank, (int, np.integer)) or self.rank < 1 or k < 1 or (
                 k % self.rank) or (self.solver != "gibbs" and k != self.rank):
             raise ValueError(f"rank {self.rank!r} does not match factors of {k} columns (solver {self.solver!r})")
-        named = [("user_factors", P), ("item_factors", Q)]
+        named: list[tuple[str, Any]] = [("user_factors", P), ("item_factors", Q)]
         if self.b is not None:
-            for name, a in (("user_biases", self.b), ("item_biases", self.c)):
-                if not isinstance(a, np.ndarray) or a.dtype != P.dtype:
+            for name, bias in (("user_biases", self.b), ("item_biases", self.c)):
+                if not isinstance(bias, np.ndarray) or bias.dtype != P.dtype:
                     raise ValueError(f"{name} must be a {P.dtype} array like the factors, got "
-                                     f"{getattr(a, 'dtype', type(a))}")
+                                     f"{getattr(bias, 'dtype', type(bias))}")
             named += [("user_biases", self.b), ("item_biases", self.c)]
         for name, a in named:
             if not np.isfinite(a).all():

@@ -438,8 +438,9 @@ def run_iterations(solver: IterativeSolver, options: RunOptions, *, stacklevel: 
         solver.history = history = []
         solver.monitor = None
         if options.validation is not None:
-            solver.monitor = ValidationMonitor(options.validation, solver.mu, options.early_stopping,
-                                               options.min_delta, options.clip)
+            patience = options.early_stopping
+            assert not isinstance(patience, str), "RunOptions.check() resolves 'auto'"
+            solver.monitor = ValidationMonitor(options.validation, solver.mu, patience, options.min_delta, options.clip)
         early = solver.setup()
         it = 0
         if early is None:
