@@ -3,6 +3,100 @@ r"""The matrix-factorization objective: loss, gradient and Hessian-vector produc
 :class:`MFObjective` wraps the Numba kernels of :mod:`fastmf.kernels` behind the
 callables :mod:`scipy.optimize` expects (``fun``, ``jac``, ``hessp``), with the work of
 the last ``x`` cached and the calls counted.
+
+The model and its derivatives
+-----------------------------
+Model and loss (DESIGN §1).  Prediction :math:`\hat r_{ui} = \mu + b_u + c_i +
+p_u^\top q_i` (biases optional), residual :math:`e_{ui} = r_{ui} - \hat r_{ui}`.
+
+Squared loss (``loss="squared"``):
+
+.. math::
+
+    L = \tfrac12 \sum_{(u,i)\in\Omega} e_{ui}^2
+      + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big)
+      + \tfrac12\lambda_b\Big(\sum_u w_u b_u^2 + \sum_i w_i c_i^2\Big)
+
+with :math:`w = 1` (``reg_weighting="uniform"``) or :math:`w_u = n_u`,
+:math:`w_i = n_i` (``"count"``, each row's number of ratings, ALS-WR style).
+
+Gradient:
+:math:`\partial L/\partial p_u = -\sum_i e_{ui} q_i + \lambda_f w_u p_u`,
+:math:`\partial L/\partial q_i = -\sum_u e_{ui} p_u + \lambda_f w_i q_i`,
+:math:`\partial L/\partial b_u = -\sum_i e_{ui} + \lambda_b w_u b_u`,
+:math:`\partial L/\partial c_i = -\sum_u e_{ui} + \lambda_b w_i c_i`.
+
+Hessian-vector product for :math:`v = (dP, dQ, db, dc)`, with
+:math:`\delta_{ui} = dp_u^\top q_i + p_u^\top dq_i + db_u + dc_i`:
+Gauss-Newton (``hessian="gauss-newton"``, positive semi-definite)
+:math:`(Gv)_{p_u} = \sum_i \delta_{ui} q_i + \lambda_f w_u dp_u`,
+:math:`(Gv)_{q_i} = \sum_u \delta_{ui} p_u + \lambda_f w_i dq_i`,
+:math:`(Gv)_{b_u} = \sum_i \delta_{ui} + \lambda_b w_u db_u`,
+:math:`(Gv)_{c_i} = \sum_u \delta_{ui} + \lambda_b w_i dc_i`;
+exact (``hessian="exact"``, indefinite away from a minimum)
+:math:`Hv = Gv - (\sum_i e_{ui} dq_i)_{p_u} - (\sum_u e_{ui} dp_u)_{q_i}`.
+
+Sign loss (``loss="sign"``, the embedding notebook's loss; no biases): with
+:math:`s_{ui} = \mathrm{sign}(r_{ui} - \bar r_u)`, :math:`\bar r_u` user ``u``'s mean
+observed rating and :math:`\mathrm{sign}(0) = 0`,
+
+.. math::
+
+    L = -\sum_\Omega s_{ui}\, p_u^\top q_i
+        + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big),
+
+:math:`\partial L/\partial p_u = -\sum_i s_{ui} q_i + \lambda_f w_u p_u` (likewise for
+:math:`q_i`) and the exact Hessian-vector product
+:math:`(Hv)_{p_u} = -\sum_i s_{ui}\, dq_i + \lambda_f w_u dp_u`,
+:math:`(Hv)_{q_i} = -\sum_u s_{ui}\, dp_u + \lambda_f w_i dq_i`.
+**It is unbounded below** (uniform weights) as soon as :math:`\lambda_f` is smaller
+than the largest singular value :math:`\sigma_{\max}` of the sparse sign matrix
+:math:`S`: along :math:`P = t\,a e_1^\top, Q = t\,z e_1^\top` (top singular vectors)
+the loss is :math:`t^2(\lambda_f - \sigma_{\max}) \to -\infty`.  Minimizers then run
+off to infinity; choose :math:`\lambda_f \ge \sigma_{\max}` (e.g. from
+``scipy.sparse.linalg.svds``) or stop early.  Its Gauss-Newton matrix would be only
+:math:`\lambda_f I`, so ``hessian="gauss-newton"`` with ``loss="sign"`` is refused.
+
+Packing of the flat vector ``x`` (what :mod:`scipy.optimize` sees), C order:
+``x = [P.ravel(), Q.ravel(), b, c]`` with ``P`` (n_users, rank), ``Q``
+(n_items, rank); without biases ``x = [P.ravel(), Q.ravel()]``
+(:mod:`fastmf._packing`).
+
+Implementation notes
+--------------------
+*Caching*: :meth:`fun`, :meth:`jac` and :meth:`fun_and_jac` compute the loss and
+the full gradient together (two fused passes) and keep them for the last ``x``
+(compared by content with a private copy, so in-place mutation of ``x`` by a caller
+is detected); :meth:`residuals` is cached the same way.  ``x`` is never modified;
+it is cast once per new ``x`` to ``dtype``.  Returned arrays are new arrays of
+``x``'s float dtype (float64 for integer input).
+
+*Determinism*: with ``format="csr"`` the rows are cut into a fixed number of chunks
+of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
+``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
+and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
+the ratings in another order and agree to rounding).  With ``format="coo"`` the users
+are cut into one block per thread by default, each with its own item buffer added in
+block order: bit-identical for a given thread count, equal to rounding otherwise
+(1e-12 relative in float64).  With ``coo_blocks=B`` (or :data:`DEFAULT_COO_BLOCKS`)
+the blocks are fixed and the threads take them: bit-identical at any thread count
+(``tests/test_thread_determinism.py``), at a cost (see ``coo_blocks``).
+
+*Memory per rating* (float32; float64 adds 4 bytes per stored value): the
+canonical triplets, 12 bytes (user and item codes, value), are shared with the
+caller's Ratings when its dtype matches.  ``format="csr"`` adds the item-major copy
+kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  ``format="coo"``
+with ``parallel=True`` keeps a cache-tiled copy (:mod:`fastmf.kernels.tiled`): 8
+bytes per rating (item code, value) plus 12 bytes per (user, item tile) segment,
+rebuilt when the block count changes; ``format="csr"`` with ``parallel=True`` keeps
+tiled copies of both sides, 16 bytes per rating plus 12 per segment.  The sign loss
+adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
+:meth:`diag_gauss_newton` reads the item-major copy, which ``format="coo"`` then
+builds (once, kept by the Ratings: 16 bytes per rating).
+The kernels themselves allocate nothing per rating; per row the objective keeps
+about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
+diagonal) and, for parallel COO, ``n_blocks * n_items * (k + 1)`` buffer floats
+(``n_blocks``: the thread count, or ``coo_blocks``).
 """
 
 from __future__ import annotations
@@ -41,64 +135,51 @@ DEFAULT_COO_BLOCKS: int | None = None
 COO_BLOCKS = 16
 
 
+def _checked_options(ratings, rank, reg, reg_bias, biases, loss, dtype, format, n_threads, hessian, reg_weighting,
+                     mu, parallel, coo_blocks) -> tuple:
+    """:class:`MFObjective`'s arguments checked and normalised (errors name the argument)."""
+    if not isinstance(ratings, Ratings):
+        raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
+    if ratings.nnz == 0:
+        raise ValueError("ratings hold no rating")
+    rank = check_positive_int(rank, "rank")
+    reg = check_nonnegative_float(reg, "reg")
+    reg_bias = reg if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
+    if not isinstance(biases, (bool, np.bool_)):
+        raise TypeError(f"biases must be a bool, got {biases!r}")
+    biases = bool(biases)
+    loss = check_choice(loss, "loss", {"squared", "sign"})
+    dtype = check_dtype(dtype)
+    format = check_choice(format, "format", {"csr", "coo"})
+    resolve_n_threads(n_threads)  # raises on a bad value
+    hessian = check_choice(hessian, "hessian", {"gauss-newton", "exact"})
+    reg_exponent(reg_weighting)  # raises on a bad value
+    if mu is not None:
+        if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not np.isfinite(float(mu)):
+            raise ValueError(f"mu must be None or a finite real number, got {mu!r}")
+    if not isinstance(parallel, (bool, np.bool_)):
+        raise TypeError(f"parallel must be a bool, got {parallel!r}")
+    parallel = bool(parallel)
+    if coo_blocks is None:
+        coo_blocks = DEFAULT_COO_BLOCKS
+    if coo_blocks is not None:
+        coo_blocks = check_positive_int(coo_blocks, "coo_blocks")
+    if loss == "sign" and biases:
+        raise ValueError("loss='sign' has no biases: pass biases=False")
+    if loss == "sign" and hessian == "gauss-newton":
+        raise ValueError(
+            "loss='sign' is bilinear, its Gauss-Newton matrix is only the regulariser (reg * I): "
+            "use hessian='exact'"
+        )
+    return (rank, reg, reg_bias, biases, loss, dtype, format, n_threads, hessian, reg_weighting, parallel,
+            coo_blocks)
+
+
 class MFObjective:
     r"""Loss, gradient and Hessian-vector products of matrix factorization on ratings.
 
-    Model and loss (DESIGN §1).  Prediction :math:`\hat r_{ui} = \mu + b_u + c_i +
-    p_u^\top q_i` (biases optional), residual :math:`e_{ui} = r_{ui} - \hat r_{ui}`.
-
-    Squared loss (``loss="squared"``):
-
-    .. math::
-
-        L = \tfrac12 \sum_{(u,i)\in\Omega} e_{ui}^2
-          + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big)
-          + \tfrac12\lambda_b\Big(\sum_u w_u b_u^2 + \sum_i w_i c_i^2\Big)
-
-    with :math:`w = 1` (``reg_weighting="uniform"``) or :math:`w_u = n_u`,
-    :math:`w_i = n_i` (``"count"``, each row's number of ratings, ALS-WR style).
-
-    Gradient:
-    :math:`\partial L/\partial p_u = -\sum_i e_{ui} q_i + \lambda_f w_u p_u`,
-    :math:`\partial L/\partial q_i = -\sum_u e_{ui} p_u + \lambda_f w_i q_i`,
-    :math:`\partial L/\partial b_u = -\sum_i e_{ui} + \lambda_b w_u b_u`,
-    :math:`\partial L/\partial c_i = -\sum_u e_{ui} + \lambda_b w_i c_i`.
-
-    Hessian-vector product for :math:`v = (dP, dQ, db, dc)`, with
-    :math:`\delta_{ui} = dp_u^\top q_i + p_u^\top dq_i + db_u + dc_i`:
-    Gauss-Newton (``hessian="gauss-newton"``, positive semi-definite)
-    :math:`(Gv)_{p_u} = \sum_i \delta_{ui} q_i + \lambda_f w_u dp_u`,
-    :math:`(Gv)_{q_i} = \sum_u \delta_{ui} p_u + \lambda_f w_i dq_i`,
-    :math:`(Gv)_{b_u} = \sum_i \delta_{ui} + \lambda_b w_u db_u`,
-    :math:`(Gv)_{c_i} = \sum_u \delta_{ui} + \lambda_b w_i dc_i`;
-    exact (``hessian="exact"``, indefinite away from a minimum)
-    :math:`Hv = Gv - (\sum_i e_{ui} dq_i)_{p_u} - (\sum_u e_{ui} dp_u)_{q_i}`.
-
-    Sign loss (``loss="sign"``, the embedding notebook's loss; no biases): with
-    :math:`s_{ui} = \mathrm{sign}(r_{ui} - \bar r_u)`, :math:`\bar r_u` user ``u``'s mean
-    observed rating and :math:`\mathrm{sign}(0) = 0`,
-
-    .. math::
-
-        L = -\sum_\Omega s_{ui}\, p_u^\top q_i
-            + \tfrac12\lambda_f\Big(\sum_u w_u\|p_u\|^2 + \sum_i w_i\|q_i\|^2\Big),
-
-    :math:`\partial L/\partial p_u = -\sum_i s_{ui} q_i + \lambda_f w_u p_u` (likewise for
-    :math:`q_i`) and the exact Hessian-vector product
-    :math:`(Hv)_{p_u} = -\sum_i s_{ui}\, dq_i + \lambda_f w_u dp_u`,
-    :math:`(Hv)_{q_i} = -\sum_u s_{ui}\, dp_u + \lambda_f w_i dq_i`.
-    **It is unbounded below** (uniform weights) as soon as :math:`\lambda_f` is smaller
-    than the largest singular value :math:`\sigma_{\max}` of the sparse sign matrix
-    :math:`S`: along :math:`P = t\,a e_1^\top, Q = t\,z e_1^\top` (top singular vectors)
-    the loss is :math:`t^2(\lambda_f - \sigma_{\max}) \to -\infty`.  Minimizers then run
-    off to infinity; choose :math:`\lambda_f \ge \sigma_{\max}` (e.g. from
-    ``scipy.sparse.linalg.svds``) or stop early.  Its Gauss-Newton matrix would be only
-    :math:`\lambda_f I`, so ``hessian="gauss-newton"`` with ``loss="sign"`` is refused.
-
-    Packing of the flat vector ``x`` (what :mod:`scipy.optimize` sees), C order:
-    ``x = [P.ravel(), Q.ravel(), b, c]`` with ``P`` (n_users, rank), ``Q``
-    (n_items, rank); without biases ``x = [P.ravel(), Q.ravel()]``
-    (:mod:`fastmf._packing`).
+    The model, the loss, its derivatives and the packing of ``x`` are in the module
+    docstring (:mod:`fastmf.objective`); implementation notes there too.
 
     Parameters
     ----------
@@ -161,42 +242,6 @@ class MFObjective:
         :meth:`fun_and_jac`) and :meth:`hessp` since creation or :meth:`reset_counters`.
     n_evaluations : int
         Loss-and-gradient computations actually run (cache misses).
-
-    Notes
-    -----
-    *Caching*: :meth:`fun`, :meth:`jac` and :meth:`fun_and_jac` compute the loss and
-    the full gradient together (two fused passes) and keep them for the last ``x``
-    (compared by content with a private copy, so in-place mutation of ``x`` by a caller
-    is detected); :meth:`residuals` is cached the same way.  ``x`` is never modified;
-    it is cast once per new ``x`` to ``dtype``.  Returned arrays are new arrays of
-    ``x``'s float dtype (float64 for integer input).
-
-    *Determinism*: with ``format="csr"`` the rows are cut into a fixed number of chunks
-    of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
-    ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
-    and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
-    the ratings in another order and agree to rounding).  With ``format="coo"`` the users
-    are cut into one block per thread by default, each with its own item buffer added in
-    block order: bit-identical for a given thread count, equal to rounding otherwise
-    (1e-12 relative in float64).  With ``coo_blocks=B`` (or :data:`DEFAULT_COO_BLOCKS`)
-    the blocks are fixed and the threads take them: bit-identical at any thread count
-    (``tests/test_thread_determinism.py``), at a cost (see ``coo_blocks``).
-
-    *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
-    canonical triplets, 12 bytes (user and item codes, value), are shared with the
-    caller's Ratings when its dtype matches.  ``format="csr"`` adds the item-major copy
-    kept by Ratings, 16 bytes (user code, value, 8-byte ``item_perm``).  ``format="coo"``
-    with ``parallel=True`` keeps a cache-tiled copy (:mod:`fastmf.kernels.tiled`): 8
-    bytes per rating (item code, value) plus 12 bytes per (user, item tile) segment,
-    rebuilt when the block count changes; ``format="csr"`` with ``parallel=True`` keeps
-    tiled copies of both sides, 16 bytes per rating plus 12 per segment.  The sign loss
-    adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 bytes.
-    :meth:`diag_gauss_newton` reads the item-major copy, which ``format="coo"`` then
-    builds (once, kept by the Ratings: 16 bytes per rating).
-    The kernels themselves allocate nothing per rating; per row the objective keeps
-    about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
-    diagonal) and, for parallel COO, ``n_blocks * n_items * (k + 1)`` buffer floats
-    (``n_blocks``: the thread count, or ``coo_blocks``).
     """
 
     def __init__(
@@ -216,43 +261,12 @@ class MFObjective:
         parallel: bool = True,
         coo_blocks: int | None = None,
     ):
-        # ---------------------------------------------------------------- validation (no work before it)
-        if not isinstance(ratings, Ratings):
-            raise TypeError(f"ratings must be a fastmf Ratings, got {type(ratings).__name__}")
-        if ratings.nnz == 0:
-            raise ValueError("ratings hold no rating")
-        self.rank = check_positive_int(rank, "rank")
-        self.reg = check_nonnegative_float(reg, "reg")
-        self.reg_bias = self.reg if reg_bias is None else check_nonnegative_float(reg_bias, "reg_bias")
-        if not isinstance(biases, (bool, np.bool_)):
-            raise TypeError(f"biases must be a bool, got {biases!r}")
-        self.biases = bool(biases)
-        self.loss = check_choice(loss, "loss", {"squared", "sign"})
-        self.dtype = check_dtype(dtype)
-        self.format = check_choice(format, "format", {"csr", "coo"})
-        resolve_n_threads(n_threads)  # raises on a bad value
-        self.n_threads = n_threads
-        self.hessian = check_choice(hessian, "hessian", {"gauss-newton", "exact"})
-        reg_exponent(reg_weighting)  # raises on a bad value
-        self.reg_weighting = reg_weighting
-        if mu is not None:
-            if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not np.isfinite(float(mu)):
-                raise ValueError(f"mu must be None or a finite real number, got {mu!r}")
-        if not isinstance(parallel, (bool, np.bool_)):
-            raise TypeError(f"parallel must be a bool, got {parallel!r}")
-        self.parallel = bool(parallel)
-        if coo_blocks is None:
-            coo_blocks = DEFAULT_COO_BLOCKS
-        if coo_blocks is not None:
-            coo_blocks = check_positive_int(coo_blocks, "coo_blocks")
+        # validation first (no work before it), in one place shared by nothing else
+        (self.rank, self.reg, self.reg_bias, self.biases, self.loss, self.dtype, self.format, self.n_threads,
+         self.hessian, self.reg_weighting, self.parallel, coo_blocks) = _checked_options(
+            ratings, rank, reg, reg_bias, biases, loss, dtype, format, n_threads, hessian, reg_weighting, mu,
+            parallel, coo_blocks)
         self.coo_blocks = coo_blocks
-        if self.loss == "sign" and self.biases:
-            raise ValueError("loss='sign' has no biases: pass biases=False")
-        if self.loss == "sign" and self.hessian == "gauss-newton":
-            raise ValueError(
-                "loss='sign' is bilinear, its Gauss-Newton matrix is only the regulariser (reg * I): "
-                "use hessian='exact'"
-            )
 
         # ---------------------------------------------------------------- data and constants
         dt = self.dtype

@@ -111,6 +111,52 @@ def _py(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
+def _checked_codes(users, items, ratings, n_users, n_items, timestamps, user_ids, item_ids, dtype, duplicates,
+                   rating_scale) -> tuple:
+    """:meth:`Ratings.from_codes`'s arguments checked (errors name the argument and row), before any work."""
+    dt = check_dtype(dtype)
+    if duplicates not in _DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+    check_rating_scale(rating_scale)  # before any work
+    u = as_1d(users, "users")
+    i = as_1d(items, "items")
+    r = as_1d(ratings, "ratings")
+    lengths = {"users": len(u), "items": len(i), "ratings": len(r)}
+    if timestamps is not None:
+        lengths["timestamps"] = len(timestamps)
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"input arrays have mismatched lengths: {lengths}")
+    if len(r) == 0:
+        raise ValueError("no ratings: the input arrays are empty")
+    for arr, nm in ((u, "user codes"), (i, "item codes")):
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{nm} must be integers, got dtype {arr.dtype}")
+    if user_ids is not None:
+        user_ids = np.asarray(user_ids)
+        n_users = len(user_ids) if n_users is None else n_users
+    if item_ids is not None:
+        item_ids = np.asarray(item_ids)
+        n_items = len(item_ids) if n_items is None else n_items
+    n_users = int(u.max()) + 1 if n_users is None else int(n_users)
+    n_items = int(i.max()) + 1 if n_items is None else int(n_items)
+    for arr, nm, n in ((u, "user codes", n_users), (i, "item codes", n_items)):
+        bad = (arr < 0) | (arr >= n)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{nm} must lie in [0, {n}): first out of range at row {row} (value {arr[row]})")
+    if user_ids is None:
+        user_ids = np.arange(n_users, dtype=np.int64)
+    elif len(user_ids) != n_users:
+        raise ValueError(f"user_ids has {len(user_ids)} entries, n_users is {n_users}")
+    if item_ids is None:
+        item_ids = np.arange(n_items, dtype=np.int64)
+    elif len(item_ids) != n_items:
+        raise ValueError(f"item_ids has {len(item_ids)} entries, n_items is {n_items}")
+    vals = check_ratings_values(r, dt, rating_scale)
+    ts = None if timestamps is None else _check_timestamps(as_1d(timestamps, "timestamps"))
+    return u, i, vals, ts, user_ids, item_ids
+
+
 class Ratings:
     """Explicit ratings of ``n_users`` users on ``n_items`` items, stored sparse.
 
@@ -260,46 +306,8 @@ class Ratings:
         Users or items with no rating are kept (their codes exist, their rows are
         empty).  ``user_ids``/``item_ids`` default to ``arange(n)``.
         """
-        dt = check_dtype(dtype)
-        if duplicates not in _DUPLICATE_POLICIES:
-            raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
-        check_rating_scale(rating_scale)  # before any work
-        u = as_1d(users, "users")
-        i = as_1d(items, "items")
-        r = as_1d(ratings, "ratings")
-        lengths = {"users": len(u), "items": len(i), "ratings": len(r)}
-        if timestamps is not None:
-            lengths["timestamps"] = len(timestamps)
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"input arrays have mismatched lengths: {lengths}")
-        if len(r) == 0:
-            raise ValueError("no ratings: the input arrays are empty")
-        for arr, nm in ((u, "user codes"), (i, "item codes")):
-            if arr.dtype.kind not in "iu":
-                raise TypeError(f"{nm} must be integers, got dtype {arr.dtype}")
-        if user_ids is not None:
-            user_ids = np.asarray(user_ids)
-            n_users = len(user_ids) if n_users is None else n_users
-        if item_ids is not None:
-            item_ids = np.asarray(item_ids)
-            n_items = len(item_ids) if n_items is None else n_items
-        n_users = int(u.max()) + 1 if n_users is None else int(n_users)
-        n_items = int(i.max()) + 1 if n_items is None else int(n_items)
-        for arr, nm, n in ((u, "user codes", n_users), (i, "item codes", n_items)):
-            bad = (arr < 0) | (arr >= n)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{nm} must lie in [0, {n}): first out of range at row {row} (value {arr[row]})")
-        if user_ids is None:
-            user_ids = np.arange(n_users, dtype=np.int64)
-        elif len(user_ids) != n_users:
-            raise ValueError(f"user_ids has {len(user_ids)} entries, n_users is {n_users}")
-        if item_ids is None:
-            item_ids = np.arange(n_items, dtype=np.int64)
-        elif len(item_ids) != n_items:
-            raise ValueError(f"item_ids has {len(item_ids)} entries, n_items is {n_items}")
-        vals = check_ratings_values(r, dt, rating_scale)
-        ts = None if timestamps is None else _check_timestamps(as_1d(timestamps, "timestamps"))
+        u, i, vals, ts, user_ids, item_ids = _checked_codes(
+            users, items, ratings, n_users, n_items, timestamps, user_ids, item_ids, dtype, duplicates, rating_scale)
         return cls._canonicalize(
             u.astype(np.int32), i.astype(np.int32), vals, ts, user_ids, item_ids,
             duplicates, rating_scale, name,
