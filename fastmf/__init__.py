@@ -29,6 +29,7 @@ from .exceptions import (
 from .model import MatrixFactorization
 from .objective import MFObjective
 from .problem import MFProblem
+from ._warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -56,5 +57,6 @@ __all__ = [
     "reference",
     "temporal_split",
     "train_test_split",
+    "warmup",
     "__version__",
 ]
