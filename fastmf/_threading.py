@@ -280,4 +280,18 @@ def thread_limit(n_threads: int | None, limit_blas: bool = True):
             numba.set_num_threads(previous)
 
 
+
+@contextlib.contextmanager
+def kernel_guard():
+    """The fork guard and the ``workqueue`` serialisation of :func:`thread_limit`, without
+    changing the thread count: for parallel kernels called where the caller's thread setting
+    (an enclosing :func:`thread_limit`, or numba's default) must stay in force, such as the
+    data layer's conversion kernels."""
+    check_fork_safety()
+    numba.get_num_threads()  # starts numba's threading layer if needed
+    lock = _workqueue_lock if _layer_started() == "workqueue" else contextlib.nullcontext()
+    with lock:
+        yield
+
+
 configure_threading_layer()

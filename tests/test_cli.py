@@ -402,7 +402,7 @@ ERROR_CASES = [
     (["predict", "badjson.npz", "1", "2"], "not a valid fastmf model file"),
     (["recommend", "badversion.npz", "1"], "model file"),
     (["info", "badmean.npz"], "not a valid fastmf model file"),
-    (["recommend", "badshape.npz", "1"], "inconsistent array shapes"),
+    (["recommend", "badshape.npz", "1"], "inconsistent model file"),
     (["predict", "missing_field.npz", "1", "2"], "missing ['item_ids']"),
     (["predict", "model.npz", "999", "2", "--unknown", "raise"], "unknown user id 999"),
     (["predict", "model.npz", "1", "9999", "--unknown", "raise"], "unknown item id 9999"),

@@ -20,9 +20,23 @@ memory at a few bytes a rating.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import prange
+
+from .._threading import kernel_guard
+
+
+def _guarded(fn):
+    """Run ``fn`` (which calls parallel kernels) under :func:`fastmf._threading.kernel_guard`:
+    the fork check and, under the ``workqueue`` layer, one parallel region at a time."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with kernel_guard():
+            return fn(*args, **kwargs)
+    return wrapper
 
 __all__ = ["factorize_int", "sort_by_user_item", "n_chunks_for"]
 
@@ -97,6 +111,7 @@ def _presence_codes(ids, lo, span, n_chunks, uniques_template):
     return codes, uniques
 
 
+@_guarded
 def factorize_int(raw: np.ndarray):
     """``(codes int32, sorted unique ids)`` of validated integer ids by a presence table, or ``None``.
 
@@ -216,6 +231,7 @@ def _count_duplicates(users, items, n_chunks):
     return per.sum()
 
 
+@_guarded
 def gather(values: np.ndarray, src: np.ndarray) -> np.ndarray:
     """``values[src]`` (a new array), in parallel."""
     return _gather(values, src, np.empty(src.shape[0], dtype=values.dtype))
@@ -309,6 +325,7 @@ def _radix_sort(ucodes, icodes, n_users, n_items):
     return users, items, keys
 
 
+@_guarded
 def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_items: int):
     """Canonical order of (user, item) codes by two stable counting sorts.
 
