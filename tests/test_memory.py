@@ -1,6 +1,5 @@
 """The whole-fit memory guard (fastmf._memory): refusal before work, estimate accuracy."""
 
-import time
 import tracemalloc
 import warnings
 
@@ -24,10 +23,16 @@ def _data(m=600, n=400, nnz=20000, seed=0):
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_huge_rank_refused_before_work(solver):
     r = _data()
-    t = time.perf_counter()
-    with pytest.raises(FitMemoryError, match="would need about .* more than the limit") as info:
-        MatrixFactorization(rank=10**7, solver=solver, progress=False).fit(r)
-    assert time.perf_counter() - t < 5.0
+    # "before work" measured in bytes, not seconds: a rank-10**7 fit that started would
+    # allocate gigabytes before failing
+    tracemalloc.start()
+    try:
+        with pytest.raises(FitMemoryError, match="would need about .* more than the limit") as info:
+            MatrixFactorization(rank=10**7, solver=solver, progress=False).fit(r)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
     assert isinstance(info.value, MemoryError)
     assert info.value.estimate.total > info.value.limit
     assert "max_memory" in str(info.value)
