@@ -132,21 +132,14 @@ def fit_als(
     run = RunOptions(max_iter=max_iter, max_time=max_time, callbacks=callbacks, progress=progress,
                      validation=validation, early_stopping=early_stopping, min_delta=min_delta, clip=clip).check()
     from ..backends.dask import DaskBackend
-    from ..solvers.als import ALS
+    from ..solvers.als import ALS, start_point
 
     ds, owned = _open(data, client, n_blocks, dtype, columns, timeout)
     try:
         backend = DaskBackend(ds, problem)
         p = backend.problem
         check_validation(validation, p.n_users, p.n_items)
-        if x0 is None:
-            x = np.asarray(backend.x0(random_state), dtype=p.dtype).copy()
-        else:
-            x = np.array(x0, dtype=p.dtype, copy=True)
-            if x.ndim != 1 or x.shape[0] != p.n_params:
-                raise ValueError(f"x0 must have shape ({p.n_params},), got {x.shape}")
-            if not np.isfinite(x).all():
-                raise ValueError("x0 contains NaN or inf")
+        x = start_point(x0, p, lambda: backend.x0(random_state))
         ds.reset_stats()
         res = run_iterations(ALS(backend, x, tol), run)
         res["n_blocks"] = ds.n_blocks

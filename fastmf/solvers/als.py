@@ -209,12 +209,17 @@ def als(
     objective = backend.objective
     problem = backend.problem
     check_validation(validation, problem.n_users, problem.n_items)
-    if x0 is None:
-        x = np.asarray(objective.x0(random_state), dtype=problem.dtype).copy()
-    else:
-        x = np.array(x0, dtype=problem.dtype, copy=True)
-        if x.ndim != 1 or x.shape[0] != problem.n_params:
-            raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("x0 contains NaN or inf")
+    x = start_point(x0, problem, lambda: objective.x0(random_state))
     return run_iterations(ALS(backend, x, tol), run)
+
+
+def start_point(x0, problem, default) -> np.ndarray:
+    """ALS's working copy of the start: ``x0`` checked (shape, finite), or ``default()``."""
+    if x0 is None:
+        return np.asarray(default(), dtype=problem.dtype).copy()
+    x = np.array(x0, dtype=problem.dtype, copy=True)
+    if x.ndim != 1 or x.shape[0] != problem.n_params:
+        raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x0 contains NaN or inf")
+    return x
