@@ -269,7 +269,9 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
         zero = P.dtype.type(0)
         loss = 0.0
         for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            u = seg_user[s]
+            # unsigned row indices: numba wraps negative indices, and for a signed index
+            # loaded from memory LLVM cannot drop that test (one per row and loop)
+            u = np.uint64(seg_user[s])
             j = seg_ptr[s]
             end = seg_ptr[s + 1]
             for f in range(k):
@@ -279,10 +281,10 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                 base = mu + b[u]
             gbu = zero
             while j + 3 < end:
-                i1 = items[j]
-                i2 = items[j + 1]
-                i3 = items[j + 2]
-                i4 = items[j + 3]
+                i1 = np.uint64(items[j])
+                i2 = np.uint64(items[j + 1])
+                i3 = np.uint64(items[j + 2])
+                i4 = np.uint64(items[j + 3])
                 d1 = zero
                 d2 = zero
                 d3 = zero
@@ -312,11 +314,12 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                     e4 = vals[j + 3] - (base + d4)
                     loss += 0.5 * (np.float64(e1) * np.float64(e1) + np.float64(e2) * np.float64(e2)
                                    + np.float64(e3) * np.float64(e3) + np.float64(e4) * np.float64(e4))
-                for f in range(k):
-                    rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                 if scatter:
+                    # one loop for the user row and the four item rows: each Q row and the
+                    # P row are loaded once for both (the same sums as two loops)
                     for f in range(k):
                         pf = P[u, f]
+                        rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                         bufQ[t, i1, f] -= e1 * pf
                         bufQ[t, i2, f] -= e2 * pf
                         bufQ[t, i3, f] -= e3 * pf
@@ -326,10 +329,13 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                         bufc[t, i2] -= e2
                         bufc[t, i3] -= e3
                         bufc[t, i4] -= e4
+                else:
+                    for f in range(k):
+                        rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                 gbu -= (e1 + e2) + (e3 + e4)
                 j += 4
             while j < end:
-                i = items[j]
+                i = np.uint64(items[j])
                 d = zero
                 for f in range(k):
                     d += P[u, f] * Q[i, f]
@@ -342,13 +348,15 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                         p1 += c[i]
                     e = vals[j] - p1
                     loss += 0.5 * np.float64(e) * np.float64(e)
-                for f in range(k):
-                    rows[t, f] -= e * Q[i, f]
                 if scatter:
                     for f in range(k):
+                        rows[t, f] -= e * Q[i, f]
                         bufQ[t, i, f] -= e * P[u, f]
                     if use_biases:
                         bufc[t, i] -= e
+                else:
+                    for f in range(k):
+                        rows[t, f] -= e * Q[i, f]
                 gbu -= e
                 j += 1
             for f in range(k):
