@@ -399,13 +399,18 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
     ``mode`` 0: Gauss-Newton, 1: exact (squared loss), 2: sign loss (``vals`` hold the
     signs), as in :mod:`fastmf.kernels.coo`.  ``hP``/``hb`` must hold the penalty part;
     ``scatter`` as in :func:`_grad_data`.
+
+    Two ratings per step, each in two loops over the rank: one computes ``delta`` (and,
+    exact, the prediction's dot) from one load of each row, the other updates the
+    user's scratch row and scatters into the item rows, again from one load of each.
     """
     nb = seg_bounds.shape[0] - 1
     k = P.shape[1]
+    exact = mode == 1
     for t in prange(nb):
         zero = P.dtype.type(0)
         for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            u = seg_user[s]
+            u = np.uint64(seg_user[s])  # unsigned: no negative-index wrap test (see _grad_data)
             j = seg_ptr[s]
             end = seg_ptr[s + 1]
             for f in range(k):
@@ -413,7 +418,7 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
             hbu = zero
             if mode == 2:
                 for jj in range(j, end):
-                    i = items[jj]
+                    i = np.uint64(items[jj])
                     sv = vals[jj]
                     for f in range(k):
                         rows[t, f] -= sv * dQ[i, f]
@@ -429,62 +434,82 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
                 base = mu + b[u]
                 dbu = db[u]
             while j + 1 < end:
-                i = items[j]
-                i2 = items[j + 1]
+                i1 = np.uint64(items[j])
+                i2 = np.uint64(items[j + 1])
                 x1 = zero
                 x2 = zero
-                for f in range(k):
-                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
-                    x2 += dP[u, f] * Q[i2, f] + P[u, f] * dQ[i2, f]
-                if use_biases:
-                    x1 += dbu + dc[i]
-                    x2 += dbu + dc[i2]
-                if mode == 1:
-                    d = zero
+                if exact:
+                    d1 = zero
                     d2 = zero
                     for f in range(k):
-                        d += P[u, f] * Q[i, f]
-                        d2 += P[u, f] * Q[i2, f]
-                    p1 = base + d
+                        pf = P[u, f]
+                        dpf = dP[u, f]
+                        q1 = Q[i1, f]
+                        q2 = Q[i2, f]
+                        x1 += dpf * q1 + pf * dQ[i1, f]
+                        x2 += dpf * q2 + pf * dQ[i2, f]
+                        d1 += pf * q1
+                        d2 += pf * q2
+                    p1 = base + d1
                     p2 = base + d2
                     if use_biases:
-                        p1 += c[i]
+                        p1 += c[i1]
                         p2 += c[i2]
-                    e = vals[j] - p1
+                    e1 = vals[j] - p1
                     e2 = vals[j + 1] - p2
-                    for f in range(k):
-                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f] - e * dQ[i, f] - e2 * dQ[i2, f]
-                    if scatter:
-                        for f in range(k):
-                            bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
-                            bufQ[t, i2, f] += x2 * P[u, f] - e2 * dP[u, f]
                 else:
                     for f in range(k):
-                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f]
+                        x1 += dP[u, f] * Q[i1, f] + P[u, f] * dQ[i1, f]
+                        x2 += dP[u, f] * Q[i2, f] + P[u, f] * dQ[i2, f]
+                if use_biases:
+                    x1 += dbu + dc[i1]
+                    x2 += dbu + dc[i2]
+                if exact:
                     if scatter:
                         for f in range(k):
-                            bufQ[t, i, f] += x1 * P[u, f]
-                            bufQ[t, i2, f] += x2 * P[u, f]
+                            pf = P[u, f]
+                            dpf = dP[u, f]
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f] - e1 * dQ[i1, f] - e2 * dQ[i2, f]
+                            bufQ[t, i1, f] += x1 * pf - e1 * dpf
+                            bufQ[t, i2, f] += x2 * pf - e2 * dpf
+                    else:
+                        for f in range(k):
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f] - e1 * dQ[i1, f] - e2 * dQ[i2, f]
+                else:
+                    if scatter:
+                        for f in range(k):
+                            pf = P[u, f]
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f]
+                            bufQ[t, i1, f] += x1 * pf
+                            bufQ[t, i2, f] += x2 * pf
+                    else:
+                        for f in range(k):
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f]
                 hbu += x1 + x2
                 if scatter and use_biases:
-                    bufc[t, i] += x1
+                    bufc[t, i1] += x1
                     bufc[t, i2] += x2
                 j += 2
             if j < end:
-                i = items[j]
+                i = np.uint64(items[j])
                 x1 = zero
-                for f in range(k):
-                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
-                if use_biases:
-                    x1 += dbu + dc[i]
-                if mode == 1:
+                if exact:
                     d = zero
                     for f in range(k):
-                        d += P[u, f] * Q[i, f]
+                        pf = P[u, f]
+                        qf = Q[i, f]
+                        x1 += dP[u, f] * qf + pf * dQ[i, f]
+                        d += pf * qf
                     p1 = base + d
                     if use_biases:
                         p1 += c[i]
                     e = vals[j] - p1
+                else:
+                    for f in range(k):
+                        x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
+                if use_biases:
+                    x1 += dbu + dc[i]
+                if exact:
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f] - e * dQ[i, f]
                     if scatter:
