@@ -37,8 +37,15 @@ results.  The hot loop is written inside the ``prange`` body, with two-dimension
 numba then proves the arrays do not alias and marks them ``noalias``, which lets LLVM
 drop its runtime overlap checks.  The gradient pass processes four ratings of a segment
 per step (one load of the user's row for four dot products, a quarter of the
-scratch-row updates), the Hessian product two (four was no faster).  Measured gains of
-these choices and of the tile shape: ``docs/performance.md``.
+scratch-row updates), the Hessian product two (four was no faster).  Per step there are
+two loops over the rank: one for the dot products (for the exact Hessian, ``delta`` and
+the prediction's dot together), one that updates the user's scratch row and scatters
+into the item rows, so each gathered row is read once per loop.  Row indices are cast
+to unsigned before indexing, which removes numba's negative-index wrap test from every
+gathered row.  The rank stays a run-time value: a compile-time rank makes LLVM unroll
+the loops before vectorising them, into scalar code (1.5x slower).  Measured gains and
+losses of these choices and of the tile shape: ``docs/performance.md``
+("Kernels toward the machine's limit").
 """
 
 from __future__ import annotations
