@@ -211,11 +211,12 @@ def main(argv=None) -> dict:
     m, n = R.n_users, R.n_items
     isz = dtype.itemsize
     print(f"# roofline: {args.dataset} ({nnz:,} ratings, {m:,} users x {n:,} items), rank {k}, {dtype.name}, "
-          f"{args.threads} threads, median of {args.repeat} interleaved rounds")
+          f"{args.threads} thread{'s' if args.threads != 1 else ''}, median of {args.repeat} interleaved rounds")
     tf = float(np.median(floor_t))
     print(f"streaming floor (read users+items+values, {floor_bytes / nnz:.0f} B/rating): {tf * 1e3:8.1f} ms  "
           f"{floor_bytes / tf / 1e9:6.1f} GB/s")
-    print(f"compute ceiling (sgemm {args.sgemm_size}^2, {dtype.name}, {args.threads} threads): "
+    print(f"compute ceiling ({'s' if dtype == np.float32 else 'd'}gemm {args.sgemm_size}^2, {dtype.name}, "
+          f"{args.threads} thread{'s' if args.threads != 1 else ''}): "
           f"{gflops_ceiling:6.1f} GFLOP/s")
     hdr = f"{'kernel':<24}{'version':<10}{'ms':>9}{'x floor':>9}{'GB/s':>8}{'GFLOP/s':>9}{'flop/rating':>12}"
     if args.baseline:
