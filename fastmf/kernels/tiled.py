@@ -37,8 +37,15 @@ results.  The hot loop is written inside the ``prange`` body, with two-dimension
 numba then proves the arrays do not alias and marks them ``noalias``, which lets LLVM
 drop its runtime overlap checks.  The gradient pass processes four ratings of a segment
 per step (one load of the user's row for four dot products, a quarter of the
-scratch-row updates), the Hessian product two (four was no faster).  Measured gains of
-these choices and of the tile shape: ``docs/performance.md``.
+scratch-row updates), the Hessian product two (four was no faster).  Per step there are
+two loops over the rank: one for the dot products (for the exact Hessian, ``delta`` and
+the prediction's dot together), one that updates the user's scratch row and scatters
+into the item rows, so each gathered row is read once per loop.  Row indices are cast
+to unsigned before indexing, which removes numba's negative-index wrap test from every
+gathered row.  The rank stays a run-time value: a compile-time rank makes LLVM unroll
+the loops before vectorising them, into scalar code (1.5x slower).  Measured gains and
+losses of these choices and of the tile shape: ``docs/performance.md``
+("Kernels toward the machine's limit").
 """
 
 from __future__ import annotations
@@ -269,7 +276,9 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
         zero = P.dtype.type(0)
         loss = 0.0
         for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            u = seg_user[s]
+            # unsigned row indices: numba wraps negative indices, and for a signed index
+            # loaded from memory LLVM cannot drop that test (one per row and loop)
+            u = np.uint64(seg_user[s])
             j = seg_ptr[s]
             end = seg_ptr[s + 1]
             for f in range(k):
@@ -279,10 +288,10 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                 base = mu + b[u]
             gbu = zero
             while j + 3 < end:
-                i1 = items[j]
-                i2 = items[j + 1]
-                i3 = items[j + 2]
-                i4 = items[j + 3]
+                i1 = np.uint64(items[j])
+                i2 = np.uint64(items[j + 1])
+                i3 = np.uint64(items[j + 2])
+                i4 = np.uint64(items[j + 3])
                 d1 = zero
                 d2 = zero
                 d3 = zero
@@ -312,11 +321,12 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                     e4 = vals[j + 3] - (base + d4)
                     loss += 0.5 * (np.float64(e1) * np.float64(e1) + np.float64(e2) * np.float64(e2)
                                    + np.float64(e3) * np.float64(e3) + np.float64(e4) * np.float64(e4))
-                for f in range(k):
-                    rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                 if scatter:
+                    # one loop for the user row and the four item rows: each Q row and the
+                    # P row are loaded once for both (the same sums as two loops)
                     for f in range(k):
                         pf = P[u, f]
+                        rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                         bufQ[t, i1, f] -= e1 * pf
                         bufQ[t, i2, f] -= e2 * pf
                         bufQ[t, i3, f] -= e3 * pf
@@ -326,10 +336,13 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                         bufc[t, i2] -= e2
                         bufc[t, i3] -= e3
                         bufc[t, i4] -= e4
+                else:
+                    for f in range(k):
+                        rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                 gbu -= (e1 + e2) + (e3 + e4)
                 j += 4
             while j < end:
-                i = items[j]
+                i = np.uint64(items[j])
                 d = zero
                 for f in range(k):
                     d += P[u, f] * Q[i, f]
@@ -342,13 +355,15 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                         p1 += c[i]
                     e = vals[j] - p1
                     loss += 0.5 * np.float64(e) * np.float64(e)
-                for f in range(k):
-                    rows[t, f] -= e * Q[i, f]
                 if scatter:
                     for f in range(k):
+                        rows[t, f] -= e * Q[i, f]
                         bufQ[t, i, f] -= e * P[u, f]
                     if use_biases:
                         bufc[t, i] -= e
+                else:
+                    for f in range(k):
+                        rows[t, f] -= e * Q[i, f]
                 gbu -= e
                 j += 1
             for f in range(k):
@@ -391,13 +406,18 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
     ``mode`` 0: Gauss-Newton, 1: exact (squared loss), 2: sign loss (``vals`` hold the
     signs), as in :mod:`fastmf.kernels.coo`.  ``hP``/``hb`` must hold the penalty part;
     ``scatter`` as in :func:`_grad_data`.
+
+    Two ratings per step, each in two loops over the rank: one computes ``delta`` (and,
+    exact, the prediction's dot) from one load of each row, the other updates the
+    user's scratch row and scatters into the item rows, again from one load of each.
     """
     nb = seg_bounds.shape[0] - 1
     k = P.shape[1]
+    exact = mode == 1
     for t in prange(nb):
         zero = P.dtype.type(0)
         for s in range(seg_bounds[t], seg_bounds[t + 1]):
-            u = seg_user[s]
+            u = np.uint64(seg_user[s])  # unsigned: no negative-index wrap test (see _grad_data)
             j = seg_ptr[s]
             end = seg_ptr[s + 1]
             for f in range(k):
@@ -405,7 +425,7 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
             hbu = zero
             if mode == 2:
                 for jj in range(j, end):
-                    i = items[jj]
+                    i = np.uint64(items[jj])
                     sv = vals[jj]
                     for f in range(k):
                         rows[t, f] -= sv * dQ[i, f]
@@ -421,62 +441,82 @@ def _hessp_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, dP, dQ, b, c, 
                 base = mu + b[u]
                 dbu = db[u]
             while j + 1 < end:
-                i = items[j]
-                i2 = items[j + 1]
+                i1 = np.uint64(items[j])
+                i2 = np.uint64(items[j + 1])
                 x1 = zero
                 x2 = zero
-                for f in range(k):
-                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
-                    x2 += dP[u, f] * Q[i2, f] + P[u, f] * dQ[i2, f]
-                if use_biases:
-                    x1 += dbu + dc[i]
-                    x2 += dbu + dc[i2]
-                if mode == 1:
-                    d = zero
+                if exact:
+                    d1 = zero
                     d2 = zero
                     for f in range(k):
-                        d += P[u, f] * Q[i, f]
-                        d2 += P[u, f] * Q[i2, f]
-                    p1 = base + d
+                        pf = P[u, f]
+                        dpf = dP[u, f]
+                        q1 = Q[i1, f]
+                        q2 = Q[i2, f]
+                        x1 += dpf * q1 + pf * dQ[i1, f]
+                        x2 += dpf * q2 + pf * dQ[i2, f]
+                        d1 += pf * q1
+                        d2 += pf * q2
+                    p1 = base + d1
                     p2 = base + d2
                     if use_biases:
-                        p1 += c[i]
+                        p1 += c[i1]
                         p2 += c[i2]
-                    e = vals[j] - p1
+                    e1 = vals[j] - p1
                     e2 = vals[j + 1] - p2
-                    for f in range(k):
-                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f] - e * dQ[i, f] - e2 * dQ[i2, f]
-                    if scatter:
-                        for f in range(k):
-                            bufQ[t, i, f] += x1 * P[u, f] - e * dP[u, f]
-                            bufQ[t, i2, f] += x2 * P[u, f] - e2 * dP[u, f]
                 else:
                     for f in range(k):
-                        rows[t, f] += x1 * Q[i, f] + x2 * Q[i2, f]
+                        x1 += dP[u, f] * Q[i1, f] + P[u, f] * dQ[i1, f]
+                        x2 += dP[u, f] * Q[i2, f] + P[u, f] * dQ[i2, f]
+                if use_biases:
+                    x1 += dbu + dc[i1]
+                    x2 += dbu + dc[i2]
+                if exact:
                     if scatter:
                         for f in range(k):
-                            bufQ[t, i, f] += x1 * P[u, f]
-                            bufQ[t, i2, f] += x2 * P[u, f]
+                            pf = P[u, f]
+                            dpf = dP[u, f]
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f] - e1 * dQ[i1, f] - e2 * dQ[i2, f]
+                            bufQ[t, i1, f] += x1 * pf - e1 * dpf
+                            bufQ[t, i2, f] += x2 * pf - e2 * dpf
+                    else:
+                        for f in range(k):
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f] - e1 * dQ[i1, f] - e2 * dQ[i2, f]
+                else:
+                    if scatter:
+                        for f in range(k):
+                            pf = P[u, f]
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f]
+                            bufQ[t, i1, f] += x1 * pf
+                            bufQ[t, i2, f] += x2 * pf
+                    else:
+                        for f in range(k):
+                            rows[t, f] += x1 * Q[i1, f] + x2 * Q[i2, f]
                 hbu += x1 + x2
                 if scatter and use_biases:
-                    bufc[t, i] += x1
+                    bufc[t, i1] += x1
                     bufc[t, i2] += x2
                 j += 2
             if j < end:
-                i = items[j]
+                i = np.uint64(items[j])
                 x1 = zero
-                for f in range(k):
-                    x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
-                if use_biases:
-                    x1 += dbu + dc[i]
-                if mode == 1:
+                if exact:
                     d = zero
                     for f in range(k):
-                        d += P[u, f] * Q[i, f]
+                        pf = P[u, f]
+                        qf = Q[i, f]
+                        x1 += dP[u, f] * qf + pf * dQ[i, f]
+                        d += pf * qf
                     p1 = base + d
                     if use_biases:
                         p1 += c[i]
                     e = vals[j] - p1
+                else:
+                    for f in range(k):
+                        x1 += dP[u, f] * Q[i, f] + P[u, f] * dQ[i, f]
+                if use_biases:
+                    x1 += dbu + dc[i]
+                if exact:
                     for f in range(k):
                         rows[t, f] += x1 * Q[i, f] - e * dQ[i, f]
                     if scatter:
