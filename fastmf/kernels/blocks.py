@@ -339,6 +339,46 @@ def _normal_equations(indptr, cols, vals, F, other_bias, mu, biases, row, XT, G)
         s += n
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _cholesky_dots(A, rtol):
+    """:func:`_cholesky_inplace` (same pivot rule) for ALS's float64 row systems, with its inner
+    products vectorised (``reassoc``: ~0.7x the time at K = 33); a separate copy so that the
+    block-Jacobi factors keep their own rounding."""
+    K = A.shape[0]
+    fixed = 0
+    for j in range(K):
+        d0 = A[j, j]
+        s = d0
+        for l in range(j):
+            s -= A[j, l] * A[j, l]
+        if not (s > rtol * d0) or not (s > 0.0):
+            fixed += 1
+            piv = np.sqrt(d0) if d0 > 1.0 else 1.0
+            A[j, j] = piv
+            for i in range(j + 1, K):
+                A[i, j] = 0.0
+            continue
+        piv = np.sqrt(s)
+        A[j, j] = piv
+        for i in range(j + 1, K):
+            t = A[i, j]
+            for l in range(j):
+                t -= A[i, l] * A[j, l]
+            A[i, j] = t / piv
+    return fixed
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _forward_solve(A, y):
+    """``y <- L^{-1} y`` with ``L`` the lower triangle of ``A`` (row-wise inner products)."""
+    K = A.shape[0]
+    for a in range(K):
+        s = y[a]
+        for l in range(a):
+            s -= A[a, l] * y[l]
+        y[a] = s / A[a, a]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_shift, biases, chunks, rtol,
                    scratch_A, scratch_r, out_F, out_b, fixed, noise, noise_scale):
@@ -390,12 +430,8 @@ def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_s
                     A[a, b] = G[a, b]
                 A[a, a] += prior_diag[a] * w[row]
                 y[a] = G[K, a] + prior_shift[a] * w[row]
-            nf += _cholesky_inplace(A, rtol)
-            for a in range(K):
-                s = y[a]
-                for l in range(a):
-                    s -= A[a, l] * y[l]
-                y[a] = s / A[a, a]
+            nf += _cholesky_dots(A, rtol)
+            _forward_solve(A, y)
             if noise_scale > 0.0:
                 for a in range(K):
                     y[a] += noise_scale * noise[row, a]
