@@ -47,10 +47,19 @@ Conventions
   or the thread count.
 * Accumulation happens in the output array's dtype for the preconditioner (float32
   by default: it is an approximation anyway) and in float64 scratch for ALS.
+* Assembly.  The preconditioner adds one rank-1 update per rating (:func:`_assemble`).
+  ALS, whose cost is this assembly (:math:`|\Omega| K^2/2` multiply-adds per half-step),
+  gathers a row's ratings ``PANEL`` at a time into a transposed float64 panel
+  :math:`[\tilde q_i; t_i]` and adds the panel's Gram matrix in 2x4 register tiles
+  (:func:`_gram_panel`); the right-hand side is the Gram's last row.  About 2x the
+  throughput of the rank-1 loop (docs/performance.md, "ALS row systems").  The summation
+  order depends on the row's own ratings only (panels counted from its first rating).
 
 Memory: the block-Jacobi factors take ``(m + n) K^2`` floats (e.g. 160k users, k=128,
 float32: 10.5 GB); :func:`block_memory` computes it and the preconditioner refuses
-beyond a budget.  ALS needs only ``n_chunks (K^2 + K)`` float64 scratch.
+beyond a budget.  ALS needs ``n_chunks (K^2 + K)`` float64 scratch from the caller, plus
+``n_chunks R (PANEL + R)`` float64 allocated per call, ``R = K + 5..8`` (0.5 MB for 16
+chunks at k = 32).
 """
 
 from __future__ import annotations
