@@ -270,10 +270,11 @@ def _gram_panel(XT, n, rows, G):
     ``XT`` holds one panel of a row's ratings transposed (one rating per column), so each tile
     entry is a dot product over contiguous memory; ``reassoc`` lets LLVM vectorise those
     reductions and keep the eight accumulators of a tile in registers across the panel (the
-    scalar rank-1 loop it replaces reloads and stores the block entry for every product, and
-    runs at ~1/4 of this speed).  The summation order is fixed by the compiled code and the
-    panel boundaries (counted from the row's first rating), never by the thread count or the
-    chunking.  ``n`` is a multiple of 8 (zero-padded columns), so no scalar remainder loop runs.
+    scalar rank-1 loop of :func:`_assemble` reloads and stores the block entry for every
+    product: about half this throughput at K = 33, docs/performance.md).  The summation order
+    is fixed by the compiled code and the panel boundaries (counted from the row's first
+    rating), never by the thread count or the chunking.  ``n`` is a multiple of 8
+    (zero-padded columns), so no scalar remainder loop runs.
     Entries above the diagonal of a tile that crosses it, and rows/columns ``>= rows``, are
     garbage (never read).
     """
