@@ -34,6 +34,16 @@ def _best(fn, repeat):
     return min(ts)
 
 
+def _worker_cpu(ds, reset=False):
+    """Per worker process: CPU seconds per shard method since the last reset (summed over its blocks)."""
+    per = {}
+    for rec in ds.round("cpu_times", [(reset,)] * ds.n_blocks):
+        d = per.setdefault(rec["pid"], {})
+        for k, v in rec["cpu"].items():
+            d[k] = d.get(k, 0.0) + v
+    return per
+
+
 def _bytes_per_round(ds):
     s = ds.stats
     return (s["bytes_sent"] + s["bytes_received"]) / max(s["rounds"], 1)
@@ -51,7 +61,10 @@ def shapes(args, client):
     k = args.rank
     for shape in args.shapes:
         R = synthetic_preset(shape, args.scale, dtype=dt, random_state=0)
-        row = dict(shape=shape, users=R.n_users, items=R.n_items, nnz=R.nnz, rank=k, dtype=dt.name, blocks=args.blocks)
+        import os
+
+        row = dict(shape=shape, users=R.n_users, items=R.n_items, nnz=R.nnz, rank=k, dtype=dt.name, blocks=args.blocks,
+                   load_before=os.getloadavg()[0])
         # ---------------- in process, 2 threads
         with thread_limit(2):
             o = MFObjective(R, k, dtype=dt, n_threads=2, hessian="exact")
@@ -62,7 +75,9 @@ def shapes(args, client):
             o.hessp(x, p)
             row["local_fg_s"] = _best(lambda: (o.fun_and_jac(x2), o.fun_and_jac(x)), args.repeat) / 2
             row["local_hessp_s"] = _best(lambda: o.hessp(x, p), args.repeat)
+        c = time.process_time()
         ref = als(R, k, dtype=dt, max_iter=args.repeat + 1, tol=0.0, progress=False, n_threads=2)
+        row["local_als_cpu_per_iteration_s"] = round((time.process_time() - c) / ref.nit, 3)
         row["local_als_iteration_s"] = float(np.diff([h["elapsed"] for h in ref.history]).min())
         # ---------------- cluster
         t = time.perf_counter()
@@ -79,24 +94,34 @@ def shapes(args, client):
         ds.reset_stats()
         row["dask_hessp_s"] = _best(lambda: d.hessp(x, p), args.repeat)
         row["hessp_bytes_per_round"] = _bytes_per_round(ds)
+        _worker_cpu(ds, reset=True)
+        c = time.process_time()
         res = fd.fit_als(ds, k, dtype=dt, max_iter=args.repeat + 1, tol=0.0, progress=False)
+        row["dask_als_client_cpu_per_iteration_s"] = round((time.process_time() - c) / res.nit, 3)
+        row["dask_als_busiest_worker_cpu_per_iteration_s"] = round(
+            max(sum(d.values()) for d in _worker_cpu(ds).values()) / res.nit, 3)
         row["dask_als_iteration_s"] = float(np.diff([h["elapsed"] for h in res.history]).min())
         row["als_bytes_per_iteration"] = (res.comm["bytes_sent"] + res.comm["bytes_received"]) / max(res.nit, 1)
         row["als_bit_identical"] = bool(np.array_equal(res.x, ref.x))
         row["als_ratio"] = row["dask_als_iteration_s"] / row["local_als_iteration_s"]
         if args.fit:
             kw = dict(max_iter=args.newton_iter, tol=1e-4, progress=False, preconditioner="jacobi")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             rl = newton_cg(MFObjective(R, k, dtype=dt, n_threads=2, hessian="exact"), x.copy(), n_threads=2, **kw)
             row["local_newton_fit_s"] = time.perf_counter() - t
+            row["local_newton_cpu_s"] = round(time.process_time() - c, 2)
             ds.reset_stats()
-            t = time.perf_counter()
+            _worker_cpu(ds, reset=True)
+            t, c = time.perf_counter(), time.process_time()
             rd = fd.fit_newton(ds, k, dtype=dt, hessian="exact", x0=x.copy(), **kw)
             row["dask_newton_fit_s"] = time.perf_counter() - t
+            row["dask_newton_client_cpu_s"] = round(time.process_time() - c, 2)
+            row["dask_newton_busiest_worker_cpu_s"] = round(max(sum(d.values()) for d in _worker_cpu(ds).values()), 2)
             row["newton_nit_ncg"] = [rl.nit, rl.n_cg, rd.nit, rd.n_cg]
             row["newton_loss_rel_diff"] = abs(rd.fun - rl.fun) / abs(rl.fun)
             row["newton_ratio"] = row["dask_newton_fit_s"] / row["local_newton_fit_s"]
         ds.close()
+        row["load_after"] = os.getloadavg()[0]
         print(json.dumps(row), flush=True)
 
 
@@ -125,9 +150,10 @@ def peer(args, client, t_cluster):
         return (hit[0]["elapsed"], hit[0]["iteration"]) if hit else (None, None)
 
     if not args.skip_local:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         rl = als(R, args.rank, n_threads=2, **kw)
         row["local_total_s"] = time.perf_counter() - t
+        row["local_cpu_per_iteration_s"] = round((time.process_time() - c) / max(rl.nit, 1), 3)
         row["local_time_to_target_s"], row["local_iterations"] = reached(rl)
         row["local_val_rmse"] = [round(h["val_rmse"], 5) for h in rl.history]
         row["local_iteration_s"] = float(np.median(np.diff([h["elapsed"] for h in rl.history])))
@@ -138,9 +164,23 @@ def peer(args, client, t_cluster):
     t = time.perf_counter()
     ds = fd.distribute(R, client, n_blocks=args.blocks, dtype=dt)
     row["distribute_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    _worker_cpu(ds, reset=True)
+    import os
+
+    row["load_before"] = os.getloadavg()[0]
+    t, c = time.perf_counter(), time.process_time()
     rd = fd.fit_als(ds, args.rank, **kw)
     row["dask_total_s"] = time.perf_counter() - t
+    row["load_after"] = os.getloadavg()[0]
+    # CPU seconds per iteration (the machine is shared: wall times carry other jobs' load).  Each
+    # worker runs its blocks' calls one after the other; the rounds' critical path is the busiest
+    # worker, so max over workers of the per-method CPU is the no-load compute time of the fit.
+    nit = max(rd.nit, 1)
+    row["client_cpu_per_iteration_s"] = round((time.process_time() - c) / nit, 3)
+    wc = _worker_cpu(ds)
+    row["worker_cpu_per_iteration_s"] = {str(pid): {k: round(v / nit, 3) for k, v in sorted(d.items())}
+                                         for pid, d in wc.items()}
+    row["busiest_worker_cpu_per_iteration_s"] = round(max(sum(d.values()) for d in wc.values()) / nit, 3)
     row["dask_time_to_target_s"], row["dask_iterations"] = reached(rd)
     row["dask_val_rmse"] = [round(h["val_rmse"], 5) for h in rd.history]
     row["dask_iteration_s"] = float(np.median(np.diff([h["elapsed"] for h in rd.history])))

@@ -83,6 +83,47 @@ def test_als_float32_and_deterministic(rng):
     np.testing.assert_array_equal(a.x, b.x)  # each row solved alone: thread count cannot matter
 
 
+def _long_row_fit(n_threads, dtype):
+    # items rated by up to ~300 users: several ratings panels per item row (PANEL = 64)
+    r = random_ratings(np.random.default_rng(11), m=400, n=60, density=0.6, dtype=dtype)
+    res = als(r, 6, reg=0.3, max_iter=3, tol=0, progress=False, n_threads=n_threads)
+    return res.x
+
+
+def test_als_bit_identical_at_1_2_and_3_threads(tmp_path):
+    """Rows of several ratings panels: 1 and 2 threads here, 3 threads in a subprocess started with
+    ``NUMBA_NUM_THREADS=3`` (the chunking follows the thread count; the rows' results must not)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import warnings
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = {dt: _long_row_fit(1, dt) for dt in ("float32", "float64")}
+        for dt in ref:
+            np.testing.assert_array_equal(_long_row_fit(2, dt), ref[dt], err_msg=f"2 threads {dt}")
+    out = tmp_path / "t3.npz"
+    code = textwrap.dedent(f"""
+        import sys, warnings, numpy as np
+        sys.path.insert(0, {str(repo)!r}); sys.path.insert(0, {str(repo / 'tests')!r})
+        import numba
+        assert numba.config.NUMBA_NUM_THREADS == 3
+        warnings.simplefilter("ignore")
+        from test_als import _long_row_fit
+        np.savez({str(out)!r}, **{{dt: _long_row_fit(3, dt) for dt in ("float32", "float64")}})
+    """)
+    env = dict(os.environ, NUMBA_NUM_THREADS="3")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as z:
+        for dt in ref:
+            np.testing.assert_array_equal(z[dt], ref[dt], err_msg=f"3 threads {dt}")
+
+
 def test_als_callback_early_stopping_and_silence(rng, capsys):
     r = random_ratings(rng, m=60, n=50, density=0.4)
     mask = np.random.default_rng(0).random(r.nnz) < 0.8

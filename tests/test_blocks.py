@@ -189,3 +189,103 @@ def test_als_rows_solve_normal_equations(rng, biases):
 def test_block_memory():
     assert block_memory(160_000, 0, 128, False, np.float32) == 160_000 * 128 * 128 * 4
     assert block_memory(10, 20, 3, True, np.float64) == 30 * 16 * 8
+
+
+def _long_rows(rng, dtype=np.float64):
+    """Users with 0, 1, 7, 8, 63, 64, 65, 129 and 200 ratings (one and several ratings panels,
+    counts that are and are not multiples of the panel padding), 220 items, one item unrated."""
+    counts = [0, 1, 7, 8, 63, 64, 65, 129, 200]
+    users, items = [], []
+    for u, cnt in enumerate(counts):
+        users += [u] * cnt
+        items += sorted(rng.choice(219, cnt, replace=False).tolist())
+    vals = rng.integers(1, 11, len(users)) / 2.0
+    return Ratings.from_codes(np.array(users), np.array(items), vals, n_users=len(counts), n_items=220, dtype=dtype)
+
+
+def _als_rows(r, Q, c, mu, w, diag, shift, biases, n_chunks, noise=None, sd=0.0):
+    m, k = r.n_users, Q.shape[1]
+    K = k + biases
+    ch = balanced_chunks(r.user_indptr, n_chunks)
+    nc = len(ch) - 1
+    P, b = np.empty((m, k), Q.dtype), np.empty(m, Q.dtype)
+    d = np.zeros(1, Q.dtype)
+    fixed = np.zeros(nc, dtype=np.int64)
+    als_solve_rows(r.user_indptr, r.items, r.values, Q, c if biases else d, mu, w, diag, shift, biases, ch, PIVOT_RTOL,
+                   np.empty((nc, K, K)), np.empty((nc, K)), P, b if biases else d, fixed,
+                   np.zeros((1, 1)) if noise is None else noise, sd)
+    return P, (b if biases else None), int(fixed.sum())
+
+
+@pytest.mark.parametrize("biases", [True, False])
+def test_als_rows_with_several_panels_match_dense_normal_equations(rng, biases):
+    """Rows longer than one ratings panel (``PANEL``), with a prior shift and count weights:
+    the solution of the dense normal equations (float64, 1e-10)."""
+    from fastmf.kernels.blocks import PANEL
+
+    r = _long_rows(rng)
+    assert np.diff(r.user_indptr).max() > 2 * PANEL
+    m, n, k = r.n_users, r.n_items, 5
+    K = k + biases
+    Q = rng.standard_normal((n, k))
+    c = rng.standard_normal(n)
+    mu = 3.1
+    w = np.maximum(np.diff(r.user_indptr), 1).astype(np.float64)
+    diag = np.array([0.3] * k + [0.2] * biases)
+    shift = rng.standard_normal(K) * 0.1
+    P, b, nf = _als_rows(r, Q, c, mu, w, diag, shift, biases, 3)
+    assert nf == 0
+    for u in range(m):
+        its = r.items[r.user_indptr[u]:r.user_indptr[u + 1]]
+        vals = r.values[r.user_indptr[u]:r.user_indptr[u + 1]]
+        X = np.hstack([Q[its], np.ones((its.size, 1))]) if biases else Q[its]
+        t = vals - mu - (c[its] if biases else 0.0)
+        x = np.linalg.solve(X.T @ X + np.diag(diag * w[u]), X.T @ t + shift * w[u])
+        np.testing.assert_allclose(P[u], x[:k], rtol=1e-10, atol=1e-12, err_msg=f"user {u}")
+        if biases:
+            np.testing.assert_allclose(b[u], x[k], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_als_rows_do_not_depend_on_the_chunking(rng, dtype):
+    """Each row's panels are counted from its own first rating: 1, 2, 5 and 9 chunks give the
+    same bits (the thread count only changes the chunking, see LocalBackend)."""
+    r = _long_rows(rng, dtype)
+    k = 6
+    Q = rng.standard_normal((r.n_items, k)).astype(dtype)
+    c = rng.standard_normal(r.n_items).astype(dtype)
+    w = np.ones(r.n_users)
+    diag, shift = np.full(k + 1, 0.5), np.zeros(k + 1)
+    P1, b1, _ = _als_rows(r, Q, c, 3.0, w, diag, shift, True, 1)
+    for nc in (2, 5, 9):
+        P, b, _ = _als_rows(r, Q, c, 3.0, w, diag, shift, True, nc)
+        np.testing.assert_array_equal(P, P1)
+        np.testing.assert_array_equal(b, b1)
+
+
+def test_als_rows_agree_with_the_block_jacobi_factors_on_singular_rows(rng):
+    """``reg = 0``: rows with fewer ratings than K (and the empty row) are singular; the ALS
+    kernel replaces the same pivots as ``factor_blocks`` and its solve equals ``apply_blocks``
+    on the same right-hand side (float64)."""
+    r = _long_rows(rng)
+    m, n, k = r.n_users, r.n_items, 12
+    K = k + 1
+    Q = rng.standard_normal((n, k))
+    c = np.zeros(n)
+    mu = 0.0
+    P, b, nf = _als_rows(r, Q, c, mu, np.ones(m), np.zeros(K), np.zeros(K), True, 2)
+    ch = balanced_chunks(r.user_indptr, 2)
+    L = np.empty((m, K, K))
+    fixed = np.zeros(len(ch) - 1, dtype=np.int64)
+    factor_blocks(r.user_indptr, r.items, Q, np.ones(m), 0.0, 0.0, True, ch, PIVOT_RTOL, L, fixed)
+    assert nf == fixed.sum() > 0
+    rF = np.zeros((m, k))
+    rb = np.zeros(m)
+    for u in range(m):
+        sl = slice(r.user_indptr[u], r.user_indptr[u + 1])
+        rF[u] = r.values[sl] @ Q[r.items[sl]]
+        rb[u] = r.values[sl].sum()
+    zF, zb = np.empty_like(rF), np.empty_like(rb)
+    apply_blocks(L, rF, rb, True, ch, zF, zb)
+    np.testing.assert_allclose(P, zF, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(b, zb, rtol=1e-8, atol=1e-8)

@@ -111,6 +111,23 @@ def test_als_bit_identical_to_in_process(client, ratings):
     np.testing.assert_array_equal(res.seen_indptr, ratings.user_indptr)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_als_bit_identical_with_rows_of_several_panels(client, dtype):
+    """Users with ~200 ratings (several of the row kernel's ratings panels), on 2 worker processes;
+    the shards also report the CPU seconds of their row solves (``cpu_times``)."""
+    R = synthetic(60, 400, 12000, rank=3, random_state=5, dtype=dtype)
+    kw = dict(reg=0.1, reg_weighting="count", dtype=dtype, max_iter=2, tol=0.0, progress=False, random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = als(R, 7, **kw)
+        with fd.distribute(R, client, n_blocks=3, dtype=dtype) as ds:
+            res = fd.fit_als(ds, 7, **kw)
+            cpu = ds.round("cpu_times")
+    assert np.diff(R.user_indptr).min() > 64
+    assert np.array_equal(res.x, ref.x)
+    assert all(rec["cpu"]["solve_rows"] >= 0.0 for rec in cpu)
+
+
 def test_results_depend_on_blocks_not_workers(ratings):
     """Newton-CG (whose item reductions depend on B) on 1, 2 and 3 in-process workers."""
     xs = []

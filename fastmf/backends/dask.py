@@ -150,9 +150,10 @@ class DaskBackend:
         if key in ("uown", "iown"):
             bounds = ds.layout.user_bounds if key == "uown" else ds.layout.item_bounds
             sel = slice(int(bounds[blk]), int(bounds[blk + 1]))
-        else:
-            sel = ds.items_needed[blk] if key == "uneed" else ds.users_needed[blk]
-        return F[sel].copy(), None if fb is None else fb[sel].copy()
+            return F[sel].copy(), None if fb is None else fb[sel].copy()
+        # fancy indexing already copies (a second copy cost ~70 MB per ALS iteration on 18M ratings)
+        sel = ds.items_needed[blk] if key == "uneed" else ds.users_needed[blk]
+        return F[sel], None if fb is None else fb[sel]
 
     def _states(self, x, keys):
         """Per block, the kept sets among ``keys`` whose rows in ``x`` changed; and the new client copies."""

@@ -32,6 +32,9 @@ parallelism).
 
 from __future__ import annotations
 
+import functools
+import time
+
 import numpy as np
 
 from .._packing import pack, unpack
@@ -184,6 +187,21 @@ class _Side:
         return f + self.penalty(F, fb), gF, gfb, gG, ggb
 
 
+def _cpu_timed(method):
+    """Add the worker process's CPU seconds spent in ``method`` to ``self.cpu[name]`` (what a round
+    costs on the worker, whatever else the machine runs; read by :meth:`BlockShard.cpu_times`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        t0 = time.process_time()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.cpu[method.__name__] = self.cpu.get(method.__name__, 0.0) + time.process_time() - t0
+
+    return wrapper
+
+
 class BlockShard:
     """The Dask Actor of one block (see the module docstring).
 
@@ -210,6 +228,7 @@ class BlockShard:
         self.users = self.items = None
         self._uown = self._uneed = self._iown = self._ineed = None  # kept rows, see hold()
         self.calls = 0
+        self.cpu: dict = {}  # method name -> process CPU seconds (see _cpu_timed)
 
     def configure(self, spec: dict) -> None:
         """Set the problem constants (:func:`ShardSpec`) and reset the kept rows."""
@@ -234,6 +253,16 @@ class BlockShard:
                     threading_layer=numba.config.THREADING_LAYER, user_lo=u.lo, user_hi=u.hi, item_lo=i.lo,
                     item_hi=i.hi, user_nnz=u.nnz, item_nnz=i.nnz, items_needed=u.needed, users_needed=i.needed,
                     nbytes=u.nbytes + i.nbytes)
+
+    def cpu_times(self, reset: bool = False) -> dict:
+        """``{"pid": worker pid, "cpu": {method: CPU seconds}}`` accumulated since the last reset
+        (process CPU time: the kernels' numba threads included)."""
+        import os
+
+        out = dict(pid=os.getpid(), cpu=dict(self.cpu))
+        if reset:
+            self.cpu = {}
+        return out
 
     def ping(self) -> int:
         """An empty call (for latency measurements and liveness checks)."""
@@ -283,6 +312,7 @@ class BlockShard:
                 setattr(self, "_" + key, rows)
 
     # ---------------------------------------------------------------- row solves (ALS)
+    @_cpu_timed
     def solve_rows(self, state, side: str, prior_diag, prior_shift, weights: bool = True):
         """Exact row solves of this block's rows of ``side`` given the other side's rows it holds
         (``RowSolveBackend.solve_rows``); returns ``(F_b, fbias_b, n_fixed)`` and keeps them."""
@@ -294,6 +324,7 @@ class BlockShard:
         setattr(self, "_uown" if side == "users" else "_iown", (F, fb))
         return F, fb, nf
 
+    @_cpu_timed
     def sse(self, state) -> float:
         """Sum of squared residuals of the block's user half at the kept rows (float64)."""
         self.calls += 1
@@ -313,6 +344,7 @@ class BlockShard:
         return float(parts.sum())
 
     # ---------------------------------------------------------------- Newton-CG
+    @_cpu_timed
     def fun_and_jac(self, state):
         """Loss (data + user penalty) and gradient pieces at the kept user-half rows.
 
@@ -325,6 +357,7 @@ class BlockShard:
         with thread_limit(self.n_threads, limit_blas=False):
             return self.users.fun_and_jac(P, b, Q, c)
 
+    @_cpu_timed
     def hessp(self, state, dP, db, dQn, dcn):
         """Hessian (per ``spec['hessian']``) product pieces at the kept user-half rows with the
         direction's block rows; same layout as :meth:`fun_and_jac`'s gradient."""
@@ -346,6 +379,7 @@ class BlockShard:
         return hP, hb, hQ, hc
 
     # ---------------------------------------------------------------- preconditioners
+    @_cpu_timed
     def gn_diagonal(self, state):
         """Gauss-Newton diagonal of this block's user rows (from the item rows its user half
         holds) and item rows (from the user rows its item half holds): complete rows, the
@@ -358,6 +392,7 @@ class BlockShard:
             dQ, dc = self.items.diagonal(self._ineed[0])
         return dP, db, dQ, dc
 
+    @_cpu_timed
     def factor_blocks(self, state, max_memory: int) -> int:
         """Cholesky-factor the Gauss-Newton blocks of this block's user and item rows (kept
         here for :meth:`apply_blocks`); returns the number of replaced pivots."""
@@ -366,6 +401,7 @@ class BlockShard:
         with thread_limit(self.n_threads, limit_blas=False):
             return self.users.factor(self._uneed[0]) + self.items.factor(self._ineed[0])
 
+    @_cpu_timed
     def apply_blocks(self, rP, rb, rQ, rc):
         """Block-Jacobi solve on this block's own user rows and item rows."""
         self.calls += 1

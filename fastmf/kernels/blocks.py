@@ -47,10 +47,19 @@ Conventions
   or the thread count.
 * Accumulation happens in the output array's dtype for the preconditioner (float32
   by default: it is an approximation anyway) and in float64 scratch for ALS.
+* Assembly.  The preconditioner adds one rank-1 update per rating (:func:`_assemble`).
+  ALS, whose cost is this assembly (:math:`|\Omega| K^2/2` multiply-adds per half-step),
+  gathers a row's ratings ``PANEL`` at a time into a transposed float64 panel
+  :math:`[\tilde q_i; t_i]` and adds the panel's Gram matrix in 2x4 register tiles
+  (:func:`_gram_panel`); the right-hand side is the Gram's last row.  About 2x the
+  throughput of the rank-1 loop (docs/performance.md, "ALS row systems").  The summation
+  order depends on the row's own ratings only (panels counted from its first rating).
 
 Memory: the block-Jacobi factors take ``(m + n) K^2`` floats (e.g. 160k users, k=128,
 float32: 10.5 GB); :func:`block_memory` computes it and the preconditioner refuses
-beyond a budget.  ALS needs only ``n_chunks (K^2 + K)`` float64 scratch.
+beyond a budget.  ALS needs ``n_chunks (K^2 + K)`` float64 scratch from the caller, plus
+``n_chunks R (PANEL + R)`` float64 allocated per call, ``R = K + 5..8`` (0.5 MB for 16
+chunks at k = 32).
 """
 
 from __future__ import annotations
@@ -242,6 +251,144 @@ def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db) -> Non
     gn_diagonal_side(chunks, indptr, cols, F, dt(reg_f) * w, dt(reg_b) * w, biases, True, dF, db)
 
 
+#: Ratings per panel of the ALS Gram accumulation (:func:`_gram_panel`): the panel's transposed
+#: float64 copy (``(K + 1) x PANEL``, 20 KB at k = 32) stays in a core's L1 cache.
+PANEL = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def _panel_rows(K):
+    """Rows of the panel and Gram scratch for blocks of size ``K``: ``K`` factor rows (+ bias row),
+    the target row, then zero rows so that every 2x4 tile of :func:`_gram_panel` stays inside."""
+    return (K + 1 + 3) // 4 * 4 + 4
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _gram_panel(XT, n, rows, G):
+    """Add the lower triangle of ``XT[:rows, :n] @ XT[:rows, :n].T`` to ``G`` (2x4 tiles).
+
+    ``XT`` holds one panel of a row's ratings transposed (one rating per column), so each tile
+    entry is a dot product over contiguous memory; ``reassoc`` lets LLVM vectorise those
+    reductions and keep the eight accumulators of a tile in registers across the panel (the
+    scalar rank-1 loop of :func:`_assemble` reloads and stores the block entry for every
+    product: about half this throughput at K = 33, docs/performance.md).  The summation order
+    is fixed by the compiled code and the panel boundaries (counted from the row's first
+    rating), never by the thread count or the chunking.  ``n`` is a multiple of 8
+    (zero-padded columns), so no scalar remainder loop runs.
+    Entries above the diagonal of a tile that crosses it, and rows/columns ``>= rows``, are
+    garbage (never read).
+    """
+    for a0 in range(0, rows, 2):
+        r0 = XT[a0]
+        r1 = XT[a0 + 1]
+        for b0 in range(0, a0 + 2, 4):
+            c0 = XT[b0]
+            c1 = XT[b0 + 1]
+            c2 = XT[b0 + 2]
+            c3 = XT[b0 + 3]
+            s00 = s01 = s02 = s03 = 0.0
+            s10 = s11 = s12 = s13 = 0.0
+            for j in range(n):
+                u0 = r0[j]
+                u1 = r1[j]
+                v0 = c0[j]
+                v1 = c1[j]
+                v2 = c2[j]
+                v3 = c3[j]
+                s00 += u0 * v0
+                s01 += u0 * v1
+                s02 += u0 * v2
+                s03 += u0 * v3
+                s10 += u1 * v0
+                s11 += u1 * v1
+                s12 += u1 * v2
+                s13 += u1 * v3
+            G[a0, b0] += s00
+            G[a0, b0 + 1] += s01
+            G[a0, b0 + 2] += s02
+            G[a0, b0 + 3] += s03
+            G[a0 + 1, b0] += s10
+            G[a0 + 1, b0 + 1] += s11
+            G[a0 + 1, b0 + 2] += s12
+            G[a0 + 1, b0 + 3] += s13
+
+
+@numba.njit(cache=True, nogil=True)
+def _normal_equations(indptr, cols, vals, F, other_bias, mu, biases, row, XT, G):
+    r"""The data part of row ``row``'s normal equations, in float64: ``G[:K, :K]`` (lower triangle)
+    :math:`= \sum_i \tilde q_i \tilde q_i^\top` and ``G[K, :K]`` :math:`= \sum_i t_i \tilde q_i`,
+    :math:`t_i = r_{ui} - \mu - c_i`, as one Gram matrix of the rows :math:`[\tilde q_i; t_i]`.
+
+    The ratings are gathered ``PANEL`` at a time into ``XT`` (transposed, float64) and each panel's
+    Gram is added to ``G`` by :func:`_gram_panel`; the right-hand side comes out of the same pass
+    as the Gram's last row.  ``XT``'s rows ``>= K + 1`` are zero and stay zero.
+    """
+    k = F.shape[1]
+    K = k + 1 if biases else k
+    rows = K + 1
+    G[:] = 0.0  # the tiles also touch a few entries above the diagonal and past row K: reset all
+    s = indptr[row]
+    e = indptr[row + 1]
+    while s < e:
+        n = min(PANEL, e - s)
+        for j in range(n):
+            col = cols[s + j]
+            q = F[col]
+            for a in range(k):
+                XT[a, j] = q[a]
+            t = np.float64(vals[s + j]) - mu
+            if biases:
+                t -= other_bias[col]
+                XT[k, j] = 1.0
+            XT[K, j] = t
+        n8 = (n + 7) // 8 * 8
+        for j in range(n, n8):  # zero columns: the tiles' loops then need no scalar remainder
+            for a in range(rows):
+                XT[a, j] = 0.0
+        _gram_panel(XT, n8, rows, G)
+        s += n
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _cholesky_dots(A, rtol):
+    """:func:`_cholesky_inplace` (same pivot rule) for ALS's float64 row systems, with its inner
+    products vectorised (``reassoc``: ~0.7x the time at K = 33); a separate copy so that the
+    block-Jacobi factors keep their own rounding."""
+    K = A.shape[0]
+    fixed = 0
+    for j in range(K):
+        d0 = A[j, j]
+        s = d0
+        for l in range(j):
+            s -= A[j, l] * A[j, l]
+        if not (s > rtol * d0) or not (s > 0.0):
+            fixed += 1
+            piv = np.sqrt(d0) if d0 > 1.0 else 1.0
+            A[j, j] = piv
+            for i in range(j + 1, K):
+                A[i, j] = 0.0
+            continue
+        piv = np.sqrt(s)
+        A[j, j] = piv
+        for i in range(j + 1, K):
+            t = A[i, j]
+            for l in range(j):
+                t -= A[i, l] * A[j, l]
+            A[i, j] = t / piv
+    return fixed
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _forward_solve(A, y):
+    """``y <- L^{-1} y`` with ``L`` the lower triangle of ``A`` (row-wise inner products)."""
+    K = A.shape[0]
+    for a in range(K):
+        s = y[a]
+        for l in range(a):
+            s -= A[a, l] * y[l]
+        y[a] = s / A[a, a]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_shift, biases, chunks, rtol,
                    scratch_A, scratch_r, out_F, out_b, fixed, noise, noise_scale):
@@ -254,7 +401,10 @@ def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_s
 
     and writes ``out_F[u]`` (and ``out_b[u]`` with biases).  ``other_bias`` is ``c``
     (for users) or ``b`` (for items); ignored without biases.  ``scratch_A`` is
-    (n_chunks, K, K) float64, ``scratch_r`` (n_chunks, K) float64.
+    (n_chunks, K, K) float64, ``scratch_r`` (n_chunks, K) float64.  The data sums are
+    accumulated by :func:`_normal_equations` (panels of ``PANEL`` ratings, tiled Gram in
+    float64, scratch allocated here once per call, outside the parallel loop); the result
+    of a row depends only on its own ratings, never on the chunking or the thread count.
 
     The penalty is given per coordinate: ``prior_diag`` (K,) float64 holds
     :math:`(\lambda_f, \dots, \lambda_f, \lambda_b)` for ALS, and the row's block gets
@@ -272,34 +422,26 @@ def als_solve_rows(indptr, cols, vals, F, other_bias, mu, w, prior_diag, prior_s
     """
     k = F.shape[1]
     K = scratch_A.shape[1]
-    for c in numba.prange(chunks.shape[0] - 1):
+    n_chunks = chunks.shape[0] - 1
+    R = _panel_rows(K)
+    # per-chunk panel and Gram scratch (zeroed once: rows >= K + 1 of a panel must stay zero)
+    XTs = np.zeros((max(n_chunks, 1), R, PANEL))
+    Gs = np.zeros((max(n_chunks, 1), R, R))
+    for c in numba.prange(n_chunks):
         A = scratch_A[c]
         y = scratch_r[c]
+        XT = XTs[c]
+        G = Gs[c]
         nf = 0
         for row in range(chunks[c], chunks[c + 1]):
+            _normal_equations(indptr, cols, vals, F, other_bias, mu, biases, row, XT, G)
             for a in range(K):
-                y[a] = 0.0
                 for b in range(a + 1):
-                    A[a, b] = 0.0
-            _assemble(A, indptr, cols, F, row, k, biases)
-            for j in range(indptr[row], indptr[row + 1]):
-                col = cols[j]
-                t = np.float64(vals[j]) - mu
-                if biases:
-                    t -= other_bias[col]
-                    y[k] += t
-                q = F[col]
-                for a in range(k):
-                    y[a] += t * q[a]
-            for a in range(K):
+                    A[a, b] = G[a, b]
                 A[a, a] += prior_diag[a] * w[row]
-                y[a] += prior_shift[a] * w[row]
-            nf += _cholesky_inplace(A, rtol)
-            for a in range(K):
-                s = y[a]
-                for l in range(a):
-                    s -= A[a, l] * y[l]
-                y[a] = s / A[a, a]
+                y[a] = G[K, a] + prior_shift[a] * w[row]
+            nf += _cholesky_dots(A, rtol)
+            _forward_solve(A, y)
             if noise_scale > 0.0:
                 for a in range(K):
                     y[a] += noise_scale * noise[row, a]
