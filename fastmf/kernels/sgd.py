@@ -161,19 +161,31 @@ def block_layout(users, items, values, user_work, item_work, user_bin, item_bin,
             out_values[pos] = values[j]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def shuffle_blocks(bu, bi, bv, block_ptr, seed, epoch):
     """Fisher-Yates shuffle of every block in place, block ``b`` driven by the
     splitmix64 stream seeded by ``(seed, epoch, b)``: deterministic whatever the
-    thread count."""
+    thread count.
+
+    The index in ``0..t`` is Lemire's multiply-shift of the draw's high 32 bits,
+    ``(x >> 32) * (t + 1) >> 32`` (bias below ``(t + 1) / 2**32``), not ``x % (t + 1)``:
+    a 64-bit division costs tens of cycles and made the shuffle about 1.6x slower.
+    """
     nb = block_ptr.shape[0] - 1
+    lim = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
     for b in prange(nb):
         start = block_ptr[b]
         size = block_ptr[b + 1] - start
         state = stream_seed(seed, epoch, b)
         for t in range(size - 1, 0, -1):
             state += _GOLDEN
-            r = np.int64(_mix64(state) % np.uint64(t + 1))
+            draw = _mix64(state)
+            bound = np.uint64(t + 1)
+            if bound <= lim:
+                r = np.int64(((draw >> s32) * bound) >> s32)
+            else:  # a block of 2**32 ratings or more
+                r = np.int64(draw % bound)
             x = start + t
             y = start + r
             tu = bu[x]
