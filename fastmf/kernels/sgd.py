@@ -406,9 +406,19 @@ def squared_error_blocks(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, low, h
     on the thread count.
     """
     k = P.shape[1]
+    last = k - 1
     for s in prange(seg_ptr.shape[0] - 1):
         acc = 0.0
-        for j in range(seg_ptr[s], seg_ptr[s + 1]):
+        stop = seg_ptr[s + 1]
+        ahead = stop - PREFETCH_DISTANCE
+        for j in range(seg_ptr[s], stop):
+            if j < ahead:  # as the update loop: the rows' fetch latency, not arithmetic, is the cost
+                un = bu[j + PREFETCH_DISTANCE]
+                iq = bi[j + PREFETCH_DISTANCE]
+                _prefetch(P, un, 0)
+                _prefetch(P, un, last)
+                _prefetch(Q, iq, 0)
+                _prefetch(Q, iq, last)
             u = bu[j]
             i = bi[j]
             d = 0.0
