@@ -110,6 +110,15 @@ def test_parallel_block_layout_is_the_serial_counting_sort(small, n_chunks):
     assert np.array_equal(ptr, np.concatenate(([0], np.cumsum(np.bincount(blk, minlength=B * B)))))
 
 
+@pytest.mark.parametrize("n_chunks", [1, 2, 5])
+def test_code_counts_is_a_histogram(n_chunks):
+    from fastmf.kernels import sgd as K
+
+    codes = np.random.default_rng(0).integers(0, 40, 1000).astype(np.int32)
+    got = K.code_counts(codes, 45, n_chunks)  # codes 40..44 never occur
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(codes, minlength=45))
+
+
 def test_shuffle_is_a_seeded_permutation_of_each_block():
     from fastmf.kernels import sgd as K
 

@@ -10,7 +10,10 @@ that each holds about ``nnz / B`` ratings.  Rating ``(u, i)`` belongs to block
 contiguous arrays (working user code int32, working item code int32, value) with
 ``block_ptr`` (int64, ``B*B + 1``) delimiting the blocks, and each block is shuffled
 by a Fisher-Yates pass driven by a splitmix64 stream seeded by ``(seed, block)``.
-Memory: ``4 + 4 + itemsize`` bytes a rating (12 for float32).
+Memory: ``4 + 4 + itemsize`` bytes a rating (12 for float32).  The copy is a counting
+sort over chunks of the input in parallel (a prefix sum over (block, chunk) gives each
+chunk its slots), so it is the serial counting sort's output whatever the thread count;
+it is part of every fit's setup, which a short fit pays in full (``docs/performance.md``).
 
 Schedule
 --------
@@ -42,8 +45,7 @@ The epoch kernels also return the training error *as they go*: every update adds
 that block); summing the slots in block order gives a total that does not depend on
 the thread count.  This is LIBMF's "tr-loss": an estimate of the epoch's squared error
 that costs one conversion and one FMA an update instead of a second random-access
-pass over the ratings (:func:`fastmf.kernels.predict.squared_error_segments`, re-exported
-here, kept for the exact loss).
+pass over the ratings (:func:`squared_error_blocks`, kept for the exact loss).
 
 Performance notes (figures: ``docs/performance.md``)
 ---------------------------------------------------
@@ -61,8 +63,10 @@ Performance notes (figures: ``docs/performance.md``)
   ``nnan``/``ninf`` are *not* set, so ``isfinite`` checks keep their meaning.
 
 All arithmetic runs in the factors' dtype; the loss kernels accumulate in float64 (the
-exact squared error is :func:`fastmf.kernels.predict.squared_error_segments`: its
-predictions are those of :func:`fastmf.kernels.predict.predict_codes`).
+exact squared error is :func:`squared_error_blocks`: the products of
+:func:`fastmf.kernels.predict.predict_codes`, its float64 sums reassociated so they
+vectorise; :func:`fastmf.kernels.predict.squared_error_segments`, re-exported here, is the
+strict-order one).
 Kernels assume valid input (validation happens once, in Python).
 """
 
@@ -82,6 +86,7 @@ from .predict import squared_error_segments  # the exact loss, re-exported (in _
 
 __all__ = [
     "block_layout",
+    "code_counts",
     "shuffle_blocks",
     "sgd_epoch_blocked",
     "sgd_epoch_hogwild",
@@ -111,6 +116,24 @@ def stream_seed(seed, a, b):
 
 
 # ---------------------------------------------------------------------------- layout
+@numba.njit(parallel=True, cache=True, nogil=True)
+def code_counts(codes, n, n_chunks):
+    """Occurrences of each code ``0..n-1`` in ``codes`` (int64): per-chunk histograms in
+    parallel, summed in chunk order (integers: the same whatever ``n_chunks``)."""
+    size = codes.shape[0]
+    per = np.zeros((n_chunks, n), dtype=np.int64)
+    for c in prange(n_chunks):
+        for j in range(c * size // n_chunks, (c + 1) * size // n_chunks):
+            per[c, codes[j]] += 1
+    out = np.empty(n, dtype=np.int64)
+    for i in prange(n):
+        t = per[0, i]
+        for c in range(1, n_chunks):
+            t += per[c, i]
+        out[i] = t
+    return out
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def block_layout(users, items, values, user_work, item_work, user_bin, item_bin, n_blocks, n_chunks,
                  out_users, out_items, out_values, block_ptr):

@@ -43,13 +43,15 @@ its update in epoch t, before the update* (LIBMF's "tr-loss"), accumulated in fl
 per block and summed in block order (so it does not depend on the thread count), and
 the penalty (the two :math:`\lambda` terms of :math:`L`) is computed exactly on the
 parameters :math:`\theta_t` at the end of the epoch.  The squared-error part costs one
-FMA an update instead of a second random-access pass over the ratings (which costs
-about as much as the updates themselves); it lags the model by part of an epoch, so it
+FMA an update instead of a second pass over the ratings (about half an epoch's
+update pass); it lags the model by part of an epoch, so it
 is a little above :math:`L(\theta_t)` while the loss is falling and approaches it at
 convergence.  ``train_loss="exact"``: the loss recorded is :math:`L(\theta_t)`
 exactly (a separate float64 pass each epoch, plus one before the first epoch).
 In both modes the result's ``fun`` is the exact :math:`L` at the returned parameters
-(one final pass in running mode).
+(one final pass in running mode).  "Exact" up to the order of the float64 sums: the
+pass (:func:`fastmf.kernels.sgd.squared_error_blocks`) reassociates them so that it
+vectorises; the validation RMSE is scored by the same kernel (clipped predictions).
 
 Rows with no training rating are never visited; their factors are initialised to
 zero (the minimiser of :math:`L` for such a row) unless ``x0`` is given, and their
@@ -198,7 +200,7 @@ def build_layout(ratings: Ratings, n_blocks: int, rng: np.random.Generator, dtyp
     user_counts = ratings.user_counts
     # a histogram of the item codes, not ``ratings.item_counts``: that builds the whole
     # item-major copy of the ratings (a sort), which SGD never uses
-    item_counts = np.bincount(ratings.items, minlength=n).astype(np.int64, copy=False)
+    item_counts = _k.code_counts(ratings.items, n, _layout_chunks(nnz))
     B = int(n_blocks)
     user_order = rng.permutation(m)
     item_order = rng.permutation(n)
