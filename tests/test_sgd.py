@@ -79,6 +79,116 @@ def test_block_layout_holds_every_rating_in_its_block(small):
     assert not np.all(np.diff(L.users[first].astype(np.int64) * train.n_items + L.items[first]) > 0)
 
 
+@pytest.mark.parametrize("n_chunks", [2, 3, 7])
+def test_parallel_block_layout_is_the_serial_counting_sort(small, n_chunks):
+    # every block holds its ratings in input order whatever the number of chunks (so
+    # whatever the thread count): the chunked layout is the serial one, bit for bit
+    from fastmf.kernels import sgd as K
+
+    train, _ = small
+    B = 3
+    rng = np.random.default_rng(0)
+    uw = rng.permutation(train.n_users).astype(np.int32)
+    iw = rng.permutation(train.n_items).astype(np.int32)
+    ubin = (np.arange(train.n_users) * B // train.n_users).astype(np.int32)
+    ibin = (np.arange(train.n_items) * B // train.n_items).astype(np.int32)
+
+    def layout(chunks):
+        out = (np.empty(train.nnz, np.int32), np.empty(train.nnz, np.int32), np.empty(train.nnz, np.float64),
+               np.empty(B * B + 1, np.int64))
+        K.block_layout(train.users, train.items, train.values, uw, iw, ubin, ibin, B, chunks, *out)
+        return out
+
+    one, many = layout(1), layout(n_chunks)
+    for a, b in zip(one, many):
+        assert a.tobytes() == b.tobytes()
+    bu, bi, bv, ptr = one
+    blk = ubin[uw[train.users]] * B + ibin[iw[train.items]]
+    order = np.argsort(blk, kind="stable")  # input order within each block
+    assert np.array_equal(bu, uw[train.users][order]) and np.array_equal(bi, iw[train.items][order])
+    assert np.array_equal(bv, train.values[order].astype(np.float64))
+    assert np.array_equal(ptr, np.concatenate(([0], np.cumsum(np.bincount(blk, minlength=B * B)))))
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 5])
+def test_code_counts_is_a_histogram(n_chunks):
+    from fastmf.kernels import sgd as K
+
+    codes = np.random.default_rng(0).integers(0, 40, 1000).astype(np.int32)
+    got = K.code_counts(codes, 45, n_chunks)  # codes 40..44 never occur
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(codes, minlength=45))
+
+
+def test_shuffle_is_a_seeded_permutation_of_each_block():
+    from fastmf.kernels import sgd as K
+
+    ptr = np.array([0, 0, 1, 50, 2000], dtype=np.int64)
+    base = np.arange(2000, dtype=np.int32)
+    runs = []
+    for seed in (1, 1, 2):
+        bu, bi, bv = base.copy(), base.copy(), base.astype(np.float32)
+        K.shuffle_blocks(bu, bi, bv, ptr, np.uint64(seed), 0)
+        for b in range(4):
+            s = slice(ptr[b], ptr[b + 1])
+            assert sorted(bu[s].tolist()) == base[s].tolist()  # stays inside its block
+        assert np.array_equal(bu, bi) and np.array_equal(bu, bv)  # the three arrays move together
+        runs.append(bu)
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+    # roughly uniform: each position of the big block takes values from all over the block
+    assert abs(np.corrcoef(np.arange(1950), runs[0][50:])[0, 1]) < 0.1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("biases", [True, False])
+def test_squared_error_blocks_matches_the_reference(dtype, biases):
+    # the exact-loss / validation kernel against the dense reference's residuals, with
+    # an empty segment, rows without ratings, and clipping
+    from fastmf.kernels import sgd as K
+    from fastmf.kernels.predict import predict_codes
+
+    train, _ = planted(m=30, n=20, density=0.3, seed=4, dtype=dtype)
+    train = train.subset(train.users != 0)  # user 0 keeps its row but has no rating
+    ref = DenseMF.from_ratings(train.astype(np.float64), 3, reg=0.0, biases=biases)
+    x = np.random.default_rng(0).standard_normal(ref.n_params).astype(dtype).astype(np.float64)
+    E = ref.residuals(x)[train.users, train.items]
+    P, Q, b, c = (None if a is None else a.astype(dtype) for a in ref.unpack(x))
+    pred = predict_codes(train.users, train.items, P, Q, b, c, ref.mu)
+    P[0] = np.nan  # a row without ratings is never read
+    bb, cc = (b, c) if biases else (np.zeros(1, dtype), np.zeros(1, dtype))
+    seg = np.array([0, 5, 5, train.nnz // 2, train.nnz], dtype=np.int64)
+    v = train.values.astype(np.float64)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    for low, high in ((-np.inf, np.inf), (2.5, 3.5)):
+        out = np.empty(len(seg) - 1)
+        K.squared_error_blocks(train.users, train.items, train.values, seg, P, Q, bb, cc, float(ref.mu), biases,
+                               low, high, out)
+        d = v - np.clip(pred, low, high)
+        np.testing.assert_allclose(out, [np.sum(d[seg[s]:seg[s + 1]] ** 2) for s in range(len(seg) - 1)], rtol=tol)
+        assert out[1] == 0.0
+        if low == -np.inf:
+            assert abs(out.sum() - float(E @ E)) <= (1e-12 if dtype == np.float64 else 1e-5) * float(E @ E)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_validation_rmse_is_the_rmse_of_the_result(small, dtype):
+    # the history's val_rmse (block-laid-out validation set, vectorised scorer) is the
+    # clipped RMSE of the returned parameters, as rmse_codes computes it
+    train, test = small
+    res = sgd(train, 4, dtype=dtype, max_iter=3, validation=test, early_stopping=None, clip=(2.5, 4.0),
+              progress=False)
+    P, Q, b, c = unpack(res.x, train.n_users, train.n_items, res.rank, res.biases)
+    want = rmse_codes(test.users, test.items, test.values.astype(np.float64), P, Q, b, c, res.mu, (2.5, 4.0))
+    assert res.history[-1]["val_rmse"] == pytest.approx(want, rel=1e-12 if dtype == np.float64 else 1e-6)
+
+
+def test_setup_does_not_build_the_item_major_copy(small):
+    # SGD needs item counts only: a histogram, not the item-major sort of the ratings
+    train, _ = small
+    fresh = Ratings.from_codes(train.users, train.items, train.values, train.n_users, train.n_items)
+    sgd(fresh, 4, max_iter=1, progress=False)
+    assert fresh._item_major is None
+
+
 # ------------------------------------------------------------------ determinism
 @pytest.mark.parametrize(
     "kw",

@@ -10,7 +10,10 @@ that each holds about ``nnz / B`` ratings.  Rating ``(u, i)`` belongs to block
 contiguous arrays (working user code int32, working item code int32, value) with
 ``block_ptr`` (int64, ``B*B + 1``) delimiting the blocks, and each block is shuffled
 by a Fisher-Yates pass driven by a splitmix64 stream seeded by ``(seed, block)``.
-Memory: ``4 + 4 + itemsize`` bytes a rating (12 for float32).
+Memory: ``4 + 4 + itemsize`` bytes a rating (12 for float32).  The copy is a counting
+sort over chunks of the input in parallel (a prefix sum over (block, chunk) gives each
+chunk its slots), so it is the serial counting sort's output whatever the thread count;
+it is part of every fit's setup, which a short fit pays in full (``docs/performance.md``).
 
 Schedule
 --------
@@ -42,8 +45,7 @@ The epoch kernels also return the training error *as they go*: every update adds
 that block); summing the slots in block order gives a total that does not depend on
 the thread count.  This is LIBMF's "tr-loss": an estimate of the epoch's squared error
 that costs one conversion and one FMA an update instead of a second random-access
-pass over the ratings (:func:`fastmf.kernels.predict.squared_error_segments`, re-exported
-here, kept for the exact loss).
+pass over the ratings (:func:`squared_error_blocks`, kept for the exact loss).
 
 Performance notes (figures: ``docs/performance.md``)
 ---------------------------------------------------
@@ -61,8 +63,10 @@ Performance notes (figures: ``docs/performance.md``)
   ``nnan``/``ninf`` are *not* set, so ``isfinite`` checks keep their meaning.
 
 All arithmetic runs in the factors' dtype; the loss kernels accumulate in float64 (the
-exact squared error is :func:`fastmf.kernels.predict.squared_error_segments`: its
-predictions are those of :func:`fastmf.kernels.predict.predict_codes`).
+exact squared error is :func:`squared_error_blocks`: the products of
+:func:`fastmf.kernels.predict.predict_codes`, its float64 sums reassociated so they
+vectorise; :func:`fastmf.kernels.predict.squared_error_segments`, re-exported here, is the
+strict-order one).
 Kernels assume valid input (validation happens once, in Python).
 """
 
@@ -82,10 +86,12 @@ from .predict import squared_error_segments  # the exact loss, re-exported (in _
 
 __all__ = [
     "block_layout",
+    "code_counts",
     "shuffle_blocks",
     "sgd_epoch_blocked",
     "sgd_epoch_hogwild",
     "squared_error_segments",
+    "squared_error_blocks",
     "penalty_chunks",
     "PREFETCH_DISTANCE",
     "bind_update",
@@ -110,8 +116,26 @@ def stream_seed(seed, a, b):
 
 
 # ---------------------------------------------------------------------------- layout
-@numba.njit(cache=True)
-def block_layout(users, items, values, user_work, item_work, user_bin, item_bin, n_blocks,
+@numba.njit(parallel=True, cache=True, nogil=True)
+def code_counts(codes, n, n_chunks):
+    """Occurrences of each code ``0..n-1`` in ``codes`` (int64): per-chunk histograms in
+    parallel, summed in chunk order (integers: the same whatever ``n_chunks``)."""
+    size = codes.shape[0]
+    per = np.zeros((n_chunks, n), dtype=np.int64)
+    for c in prange(n_chunks):
+        for j in range(c * size // n_chunks, (c + 1) * size // n_chunks):
+            per[c, codes[j]] += 1
+    out = np.empty(n, dtype=np.int64)
+    for i in prange(n):
+        t = per[0, i]
+        for c in range(1, n_chunks):
+            t += per[c, i]
+        out[i] = t
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def block_layout(users, items, values, user_work, item_work, user_bin, item_bin, n_blocks, n_chunks,
                  out_users, out_items, out_values, block_ptr):
     """Counting sort of the ratings into block-major order, in working codes.
 
@@ -119,41 +143,72 @@ def block_layout(users, items, values, user_work, item_work, user_bin, item_bin,
     ``item_bin[w]`` the bin of a working code.  Within a block the ratings keep their
     input order (shuffle them afterwards with :func:`shuffle_blocks`).  ``values`` are
     cast to ``out_values``' dtype.
+
+    The input is cut into ``n_chunks`` contiguous chunks, counted and scattered in
+    parallel; each chunk writes the slots that a prefix sum over (block, chunk) gives
+    it, so every block holds its ratings in input order and the output is the same
+    whatever ``n_chunks`` and the thread count (it is the serial counting sort's).
     """
     nnz = users.shape[0]
     nb = n_blocks * n_blocks
-    for b in range(nb + 1):
-        block_ptr[b] = 0
-    for j in range(nnz):
-        blk = user_bin[user_work[users[j]]] * n_blocks + item_bin[item_work[items[j]]]
-        block_ptr[blk + 1] += 1
-    for b in range(nb):
-        block_ptr[b + 1] += block_ptr[b]
-    fill = block_ptr[:-1].copy()
-    for j in range(nnz):
-        uw = user_work[users[j]]
-        iw = item_work[items[j]]
-        blk = user_bin[uw] * n_blocks + item_bin[iw]
-        pos = fill[blk]
-        fill[blk] = pos + 1
-        out_users[pos] = uw
-        out_items[pos] = iw
-        out_values[pos] = values[j]
+    m = user_work.shape[0]
+    n = item_work.shape[0]
+    # bin of each original code: one lookup a rating and side instead of two dependent ones
+    ubin = np.empty(m, dtype=np.int64)
+    ibin = np.empty(n, dtype=np.int64)
+    for u in prange(m):
+        ubin[u] = user_bin[user_work[u]] * n_blocks
+    for i in prange(n):
+        ibin[i] = item_bin[item_work[i]]
+    counts = np.zeros((n_chunks, nb), dtype=np.int64)
+    for c in prange(n_chunks):
+        for j in range(c * nnz // n_chunks, (c + 1) * nnz // n_chunks):
+            counts[c, ubin[users[j]] + ibin[items[j]]] += 1
+    run = np.int64(0)
+    for b in range(nb):  # exclusive prefix sum over (block, chunk): chunk c's first slot in block b
+        block_ptr[b] = run
+        for c in range(n_chunks):
+            cnt = counts[c, b]
+            counts[c, b] = run
+            run += cnt
+    block_ptr[nb] = run
+    for c in prange(n_chunks):
+        for j in range(c * nnz // n_chunks, (c + 1) * nnz // n_chunks):
+            u = users[j]
+            i = items[j]
+            blk = ubin[u] + ibin[i]
+            pos = counts[c, blk]
+            counts[c, blk] = pos + 1
+            out_users[pos] = user_work[u]
+            out_items[pos] = item_work[i]
+            out_values[pos] = values[j]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def shuffle_blocks(bu, bi, bv, block_ptr, seed, epoch):
     """Fisher-Yates shuffle of every block in place, block ``b`` driven by the
     splitmix64 stream seeded by ``(seed, epoch, b)``: deterministic whatever the
-    thread count."""
+    thread count.
+
+    The index in ``0..t`` is Lemire's multiply-shift of the draw's high 32 bits,
+    ``(x >> 32) * (t + 1) >> 32`` (bias below ``(t + 1) / 2**32``), not ``x % (t + 1)``:
+    a 64-bit division costs tens of cycles and made the shuffle about 1.6x slower.
+    """
     nb = block_ptr.shape[0] - 1
+    lim = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
     for b in prange(nb):
         start = block_ptr[b]
         size = block_ptr[b + 1] - start
         state = stream_seed(seed, epoch, b)
         for t in range(size - 1, 0, -1):
             state += _GOLDEN
-            r = np.int64(_mix64(state) % np.uint64(t + 1))
+            draw = _mix64(state)
+            bound = np.uint64(t + 1)
+            if bound <= lim:
+                r = np.int64(((draw >> s32) * bound) >> s32)
+            else:  # a block of 2**32 ratings or more
+                r = np.int64(draw % bound)
             x = start + t
             y = start + r
             tu = bu[x]
@@ -357,3 +412,48 @@ def penalty_chunks(P, b, w, use_biases, chunk_ptr, out_f, out_b):
                     ab += wu * x * x
         out_f[ch] = af
         out_b[ch] = ab
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH, nogil=True)
+def squared_error_blocks(bu, bi, bv, seg_ptr, P, Q, b, c, mu, use_biases, low, high, out):
+    """``out[s] = Σ (r - r̂)²`` (float64) over the ratings ``seg_ptr[s]:seg_ptr[s + 1]``.
+
+    ``r̂ = mu + (Σ_f P[u, f] Q[i, f] + b[u] + c[i])``, clipped to ``[low, high]`` (pass
+    ``-inf, inf`` for no clipping): each product in the factors' dtype, the sums in float64
+    as :func:`fastmf.kernels.predict.squared_error_segments`, but reassociated
+    (``reassoc`` fastmath) so that the ``k`` loop vectorises instead of running one
+    dependent float64 add a factor (about 4x faster).  A non-finite prediction stays
+    non-finite.  The solver's exact loss (block-major ratings) and its validation RMSE
+    (validation ratings laid out block by block, so the factor rows they touch stay in
+    cache).  Sum ``out`` in order (or with ``math.fsum``) for a total that does not depend
+    on the thread count.
+    """
+    k = P.shape[1]
+    last = k - 1
+    for s in prange(seg_ptr.shape[0] - 1):
+        acc = 0.0
+        stop = seg_ptr[s + 1]
+        ahead = stop - PREFETCH_DISTANCE
+        for j in range(seg_ptr[s], stop):
+            if j < ahead:  # as the update loop: the rows' fetch latency, not arithmetic, is the cost
+                un = bu[j + PREFETCH_DISTANCE]
+                iq = bi[j + PREFETCH_DISTANCE]
+                _prefetch(P, un, 0)
+                _prefetch(P, un, last)
+                _prefetch(Q, iq, 0)
+                _prefetch(Q, iq, last)
+            u = bu[j]
+            i = bi[j]
+            d = 0.0
+            for f in range(k):
+                d += np.float64(P[u, f] * Q[i, f])
+            if use_biases:
+                d += np.float64(b[u]) + np.float64(c[i])
+            pred = mu + d
+            if pred < low:
+                pred = low
+            elif pred > high:
+                pred = high
+            e = np.float64(bv[j]) - pred
+            acc += e * e
+        out[s] = acc

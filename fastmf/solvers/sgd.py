@@ -43,13 +43,15 @@ its update in epoch t, before the update* (LIBMF's "tr-loss"), accumulated in fl
 per block and summed in block order (so it does not depend on the thread count), and
 the penalty (the two :math:`\lambda` terms of :math:`L`) is computed exactly on the
 parameters :math:`\theta_t` at the end of the epoch.  The squared-error part costs one
-FMA an update instead of a second random-access pass over the ratings (which costs
-about as much as the updates themselves); it lags the model by part of an epoch, so it
+FMA an update instead of a second pass over the ratings (about half an epoch's
+update pass); it lags the model by part of an epoch, so it
 is a little above :math:`L(\theta_t)` while the loss is falling and approaches it at
 convergence.  ``train_loss="exact"``: the loss recorded is :math:`L(\theta_t)`
 exactly (a separate float64 pass each epoch, plus one before the first epoch).
 In both modes the result's ``fun`` is the exact :math:`L` at the returned parameters
-(one final pass in running mode).
+(one final pass in running mode).  "Exact" up to the order of the float64 sums: the
+pass (:func:`fastmf.kernels.sgd.squared_error_blocks`) reassociates them so that it
+vectorises; the validation RMSE is scored by the same kernel (clipped predictions).
 
 Rows with no training rating are never visited; their factors are initialised to
 zero (the minimiser of :math:`L` for such a row) unless ``x0`` is given, and their
@@ -88,6 +90,7 @@ import math
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
+import numba
 import numpy as np
 
 from .._alloc import aligned_empty
@@ -125,6 +128,8 @@ _ALIGN = 64
 #: reduction order - hence the loss - does not depend on the thread count).
 _N_LOSS_SEGMENTS = 256
 _HOGWILD_CHUNKS = 256
+#: Fewest ratings a chunk of the parallel block layout (smaller inputs use fewer chunks).
+_MIN_LAYOUT_CHUNK = 1 << 16
 
 
 def default_n_blocks(nnz: int) -> int:
@@ -174,7 +179,8 @@ class SGDLayout(SimpleNamespace):
     ``block_ptr`` (int64, ``B*B+1``), ``user_order``/``item_order`` (original code of
     each working code), ``user_work``/``item_work`` (working code of each original
     code), ``user_bounds``/``item_bounds`` (bin boundaries in working codes), ``seed``
-    (uint64 of the in-block shuffles).
+    (uint64 of the in-block shuffles), ``user_counts``/``item_counts`` (int64 ratings per
+    row, in original codes), ``user_bin``/``item_bin`` (int32 bin of each working code).
     """
 
     @property
@@ -188,9 +194,13 @@ def build_layout(ratings: Ratings, n_blocks: int, rng: np.random.Generator, dtyp
     """Permute, bin and copy ``ratings`` block by block (then shuffle each block).
 
     Draws from ``rng`` in a fixed order: user permutation, item permutation, the
-    64-bit shuffle seed.
+    64-bit shuffle seed.  The layout does not depend on the thread count.
     """
     m, n, nnz = ratings.n_users, ratings.n_items, ratings.nnz
+    user_counts = ratings.user_counts
+    # a histogram of the item codes, not ``ratings.item_counts``: that builds the whole
+    # item-major copy of the ratings (a sort), which SGD never uses
+    item_counts = _k.code_counts(ratings.items, n, _layout_chunks(nnz))
     B = int(n_blocks)
     user_order = rng.permutation(m)
     item_order = rng.permutation(n)
@@ -199,18 +209,24 @@ def build_layout(ratings: Ratings, n_blocks: int, rng: np.random.Generator, dtyp
     user_work[user_order] = np.arange(m, dtype=np.int32)
     item_work = np.empty(n, dtype=np.int32)
     item_work[item_order] = np.arange(n, dtype=np.int32)
-    user_bin, user_bounds = _bins(ratings.user_counts[user_order], B, nnz)
-    item_bin, item_bounds = _bins(ratings.item_counts[item_order], B, nnz)
+    user_bin, user_bounds = _bins(user_counts[user_order], B, nnz)
+    item_bin, item_bounds = _bins(item_counts[item_order], B, nnz)
     bu = np.empty(nnz, dtype=np.int32)
     bi = np.empty(nnz, dtype=np.int32)
     bv = np.empty(nnz, dtype=dtype)
     block_ptr = np.empty(B * B + 1, dtype=np.int64)
     _k.block_layout(ratings.users, ratings.items, ratings.values, user_work, item_work,
-                    user_bin, item_bin, B, bu, bi, bv, block_ptr)
+                    user_bin, item_bin, B, _layout_chunks(nnz), bu, bi, bv, block_ptr)
     _k.shuffle_blocks(bu, bi, bv, block_ptr, seed, 0)
     return SGDLayout(n_blocks=B, users=bu, items=bi, values=bv, block_ptr=block_ptr,
                      user_order=user_order, item_order=item_order, user_work=user_work,
-                     item_work=item_work, user_bounds=user_bounds, item_bounds=item_bounds, seed=seed)
+                     item_work=item_work, user_bounds=user_bounds, item_bounds=item_bounds, seed=seed,
+                     user_counts=user_counts, item_counts=item_counts, user_bin=user_bin, item_bin=item_bin)
+
+
+def _layout_chunks(nnz: int) -> int:
+    """Chunks of the parallel block layout: one a thread (the layout is the same for any number)."""
+    return max(1, min(numba.get_num_threads(), nnz // _MIN_LAYOUT_CHUNK))
 
 
 def _equal_segments(total: int, n_segments: int) -> np.ndarray:
@@ -447,33 +463,35 @@ class SGD(IterativeSolver):
         return f"reached max_iter={self.options.max_iter} epochs"
 
     def _start(self, layout):
-        """Working copies (in working code order) of the starting parameters."""
-        p, r, dt = self.problem, self.ratings, self.problem.dtype
+        """64-byte aligned working copies (in working code order) of the starting factors,
+        and the starting biases (in working code order)."""
+        p, dt = self.problem, self.problem.dtype
         m, n, k = p.n_users, p.n_items, p.rank
         uo, io = layout.user_order, layout.item_order  # original code of each working code
         if self.x0 is None:
             P, Q = random_factors(m, n, k, self.init_scale, self.rng, dtype=dt)
-            P[r.user_counts == 0] = 0
-            Q[r.item_counts == 0] = 0
-            return P[uo], Q[io], np.zeros(m, dtype=dt), np.zeros(n, dtype=dt)
-        P0, Q0, b0, c0 = p.unpack(self.x0)
-        P = P0[uo].astype(dt)  # fancy indexing copies: x0 is never modified
-        Q = Q0[io].astype(dt)
-        b = b0[uo].astype(dt) if p.biases else np.zeros(m, dtype=dt)
-        c = c0[io].astype(dt) if p.biases else np.zeros(n, dtype=dt)
-        return P, Q, b, c
+            P[layout.user_counts == 0] = 0
+            Q[layout.item_counts == 0] = 0
+            b, c = np.zeros(m, dtype=dt), np.zeros(n, dtype=dt)
+        else:
+            P, Q, b0, c0 = p.unpack(self.x0)  # gathered below: x0 is never modified
+            b = b0[uo].astype(dt) if p.biases else np.zeros(m, dtype=dt)
+            c = c0[io].astype(dt) if p.biases else np.zeros(n, dtype=dt)
+        # gathered straight into aligned rows (rows of 64-byte multiples then never straddle
+        # an extra cache line; see the kernel's performance notes)
+        Pw, Qw = aligned_empty((m, k), dt, _ALIGN), aligned_empty((n, k), dt, _ALIGN)
+        np.take(P.astype(dt, copy=False), uo, axis=0, out=Pw)
+        np.take(Q.astype(dt, copy=False), io, axis=0, out=Qw)
+        return Pw, Qw, b, c
 
     def setup(self):
         p, r, dt = self.problem, self.ratings, self.problem.dtype
         m, n, nnz = p.n_users, p.n_items, r.nnz
         blocked = self.mode == "blocked"
         self.layout = layout = build_layout(r, self.B if blocked else 1, self.rng, dt)
-        P, Q, b, c = self._start(layout)
-        # 64-byte aligned working copies (rows of 64-byte multiples then never straddle an
-        # extra cache line; see the kernel's performance notes)
-        self.P, self.Q = _aligned_copy(P), _aligned_copy(Q)
-        ucount = r.user_counts[layout.user_order].astype(np.float64)
-        icount = r.item_counts[layout.item_order].astype(np.float64)
+        self.P, self.Q, b, c = self._start(layout)
+        ucount = layout.user_counts[layout.user_order].astype(np.float64)
+        icount = layout.item_counts[layout.item_order].astype(np.float64)
         self.wu, self.wi = p.row_weights(ucount, icount)
         # per-row state records (bias, AdaGrad accumulators starting at 1, s = w / n with 0
         # for empty rows, which are never visited)
@@ -490,11 +508,20 @@ class SGD(IterativeSolver):
         # running loss: one float64 slot per block (blocked) or chunk (hogwild), summed in order
         self.run_out = np.zeros(self.B * self.B if blocked else self.hog_ptr.shape[0] - 1)
         if self.monitor is not None:
-            # score in working codes, against the working-order parameters
+            # score in working codes, against the working-order parameters, with the
+            # validation ratings laid out by block as the training ones: the factor rows a
+            # block touches stay in cache (random order costs about 2x), and the scoring
+            # kernel vectorises
             v = self.options.validation
-            vview = SimpleNamespace(users=layout.user_work[v.users], items=layout.item_work[v.items], values=v.values)
+            nv = v.values.shape[0]
+            vu, vi = np.empty(nv, dtype=np.int32), np.empty(nv, dtype=np.int32)
+            vv, vptr = np.empty(nv, dtype=np.float64), np.empty(layout.n_blocks ** 2 + 1, dtype=np.int64)
+            _k.block_layout(v.users, v.items, v.values, layout.user_work, layout.item_work, layout.user_bin,
+                            layout.item_bin, layout.n_blocks, _layout_chunks(nv), vu, vi, vv, vptr)
+            self.val_seg = _equal_segments(nv, _N_LOSS_SEGMENTS)
             o = self.options
-            self.monitor = ValidationMonitor(vview, self.mu, o.early_stopping, o.min_delta, o.clip)
+            self.monitor = ValidationMonitor(SimpleNamespace(users=vu, items=vi, values=vv), self.mu, o.early_stopping,
+                                             o.min_delta, o.clip, rmse=self._val_rmse)
         self.setup_time = self.clock()
         if self.exact_loss:
             self.current_loss = self._exact(self.P, self.Q, *self._biases())
@@ -508,6 +535,16 @@ class SGD(IterativeSolver):
         # numba's cache (see kernels.sgd.bind_update)
         _k.bind_update(layout.users, layout.items, layout.values, self.P, self.Q, AU, AI, self._scalars[0],
                        ftype(self.eta), *self._scalars[1:], p.biases, self.schedule == "adaptive")
+
+    def _val_rmse(self, users, items, ratings, P, Q, b, c, mu, clip) -> float:
+        """Validation RMSE (the monitor's scorer; see :func:`fastmf.kernels.sgd.squared_error_blocks`)."""
+        out = np.empty(self.val_seg.shape[0] - 1)
+        use_biases = b is not None
+        if not use_biases:
+            b = c = np.zeros(1, dtype=P.dtype)
+        low, high = (-math.inf, math.inf) if clip is None else (float(clip[0]), float(clip[1]))
+        _k.squared_error_blocks(users, items, ratings, self.val_seg, P, Q, b, c, float(mu), use_biases, low, high, out)
+        return math.sqrt(math.fsum(out) / max(ratings.shape[0], 1))
 
     def _biases(self):
         return np.ascontiguousarray(self.AU[:, _k.BIAS]), np.ascontiguousarray(self.AI[:, _k.BIAS])
@@ -528,8 +565,8 @@ class SGD(IterativeSolver):
     def _exact(self, P, Q, b, c) -> float:
         lay = self.layout
         seg_out = np.empty(self.seg_ptr.shape[0] - 1)
-        _k.squared_error_segments(lay.users, lay.items, lay.values, self.seg_ptr, P, Q, b, c, self.mu,
-                                  self.problem.biases, seg_out)
+        _k.squared_error_blocks(lay.users, lay.items, lay.values, self.seg_ptr, P, Q, b, c, float(self.mu),
+                                self.problem.biases, -math.inf, math.inf, seg_out)
         return 0.5 * math.fsum(seg_out) + self._penalty(P, Q, b, c)
 
     def _loss(self) -> float:
