@@ -25,16 +25,19 @@ ids to codes (likewise for items).  Codes follow the sorted order of the raw ids
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
+from .._lazy import is_dataframe, is_sparse
 from .._validation import as_1d, check_dtype, check_rating_scale, check_ratings_values, check_raw_ids
 from ._layout import first_unsorted, indptr_from_sorted, item_major
 from ._sort import factorize_int, gather, sort_by_user_item
 from .ids import IdIndex, as_id_array
+
+if TYPE_CHECKING:  # pandas and scipy are imported only by the methods that use them
+    import pandas as pd
+    import scipy.sparse as sp
 
 __all__ = ["Ratings"]
 
@@ -330,7 +333,7 @@ class Ratings:
         found in ``df``; a ``"timestamp"`` column is used when present.  Other
         keyword arguments go to :meth:`from_arrays`.
         """
-        if not isinstance(df, pd.DataFrame):
+        if not is_dataframe(df):
             raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
         if user_col is None and item_col is None and rating_col is None:
             for guess in _DATAFRAME_COLUMN_GUESSES:
@@ -387,7 +390,7 @@ class Ratings:
         entries follow the ``duplicates`` policy instead of scipy's summing.  Row
         and column indices become the raw ids, and empty rows/columns are kept.
         """
-        if not sp.issparse(matrix):
+        if not is_sparse(matrix):
             raise TypeError(f"expected a scipy.sparse matrix or array, got {type(matrix).__name__}")
         if matrix.shape[0] == 0 or matrix.shape[1] == 0:
             raise ValueError(f"empty matrix of shape {matrix.shape}")
@@ -573,6 +576,8 @@ class Ratings:
 
     def to_scipy(self) -> sp.csr_matrix:
         """CSR matrix (users x items) of the ratings (copies of the arrays)."""
+        import scipy.sparse as sp
+
         return sp.csr_matrix(
             (self.values.copy(), self.items.copy(), self.user_indptr.copy()), shape=self.shape
         )
@@ -586,6 +591,8 @@ class Ratings:
         }
         if self.timestamps is not None:
             data["timestamp"] = self.timestamps
+        import pandas as pd
+
         return pd.DataFrame(data)
 
     def to_dense(self, fill_value: float = np.nan, max_elements: int = DEFAULT_MAX_DENSE) -> np.ndarray:
