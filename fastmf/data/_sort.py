@@ -128,20 +128,49 @@ def _presence_apply(ids, lo, table, codes, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _presence_codes_serial(ids, lo, span, uniques_template):
-    """Codes (int32) by rank in a presence table of ``span`` slots, and the sorted uniques."""
-    n = ids.shape[0]
+def _presence_count(ids, lo, table):
+    """Mark the ids in the zeroed ``table``, turn it into ranks (-1: absent); the number present."""
+    for j in range(ids.shape[0]):  # inline, not _presence_mark(..., 0, n): a literal 0 is one more specialisation
+        table[np.int64(ids[j]) - lo] = 1
+    n_unique = 0
+    for s in range(table.shape[0]):
+        if table[s]:
+            table[s] = n_unique
+            n_unique += 1
+        else:
+            table[s] = -1
+    return n_unique
+
+
+@numba.njit(cache=True, nogil=True)
+def _presence_fill(ids, lo, table, codes, uniques):
+    for s in range(table.shape[0]):
+        r = table[s]
+        if r >= 0:
+            uniques[r] = s + lo
+    for j in range(ids.shape[0]):
+        codes[j] = table[np.int64(ids[j]) - lo]
+
+
+def _presence_codes_serial(ids, lo, span):
+    """Codes (int32) by rank in a presence table of ``span`` slots, and the sorted uniques.
+
+    The arrays are allocated here, not in the kernels: each allocation inside a kernel is
+    one more numba overload compiled on a cold start (this path is the one small inputs
+    take, e.g. a first ``fastmf fit``).
+    """
     table = np.zeros(span, dtype=np.int32)
-    _presence_mark(ids, lo, table, 0, n)
-    uniques = _presence_rank(table, lo, uniques_template)
-    codes = np.empty(n, dtype=np.int32)
-    _presence_apply(ids, lo, table, codes, 0, n)
+    n_unique = _presence_count(ids, lo, table)
+    codes = np.empty(ids.shape[0], dtype=np.int32)
+    uniques = np.empty(n_unique, dtype=ids.dtype)
+    _presence_fill(ids, lo, table, codes, uniques)
     return codes, uniques
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _presence_codes(ids, lo, span, n_chunks, uniques_template):
-    """:func:`_presence_codes_serial` with the two passes over ``ids`` in parallel chunks."""
+    """:func:`_presence_codes_serial` with the two passes over ``ids`` in parallel chunks (and the
+    allocations inside: this kernel is compiled only for large inputs)."""
     n = ids.shape[0]
     table = np.zeros(span, dtype=np.int32)
     for c in prange(n_chunks):  # identical writes of 1 from several threads: benign
@@ -174,7 +203,7 @@ def factorize_int(raw: np.ndarray):
         return None  # the generic path (and its int32 code-range check)
     if chunks > 1:
         return _presence_codes(raw, np.int64(lo), span, chunks, raw[:0])
-    return _presence_codes_serial(raw, np.int64(lo), span, raw[:0])
+    return _presence_codes_serial(raw, np.int64(lo), span)
 
 
 # ---------------------------------------------------------------------------- sorting
