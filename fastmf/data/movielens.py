@@ -51,7 +51,7 @@ import pyarrow.csv as pacsv
 
 from .._validation import check_dtype
 from ._sort import factorize_int
-from .ratings import Ratings
+from .ratings import Ratings, _check_timestamps
 
 __all__ = [
     "MOVIELENS_DATASETS",
@@ -357,9 +357,11 @@ def _table_to_ratings(table: pa.Table, *, dtype, rating_scale, name, duplicates=
     if du is not None and di is not None:
         if not (len(users) == len(items) == len(values)):  # pragma: no cover - a table's columns agree
             raise ValueError("columns of unequal length")
-        return Ratings.from_codes(du[0], di[0], values, len(du[1]), len(di[1]), ts, user_ids=du[1],
-                                  item_ids=di[1], dtype=dtype, duplicates=duplicates,
-                                  rating_scale=rating_scale, name=name)
+        if ts is not None and ts.dtype != np.int64:  # e.g. Parquet int32 or timestamp columns
+            ts = _check_timestamps(ts)
+        # the codes are fresh and in range, the timestamps int64: no defensive copies
+        return Ratings._from_owned_codes(du[0], di[0], values, ts, du[1], di[1], dtype=dtype,
+                                         duplicates=duplicates, rating_scale=rating_scale, name=name)
     return Ratings.from_arrays(users, items, values, ts, dtype=dtype, duplicates=duplicates,
                                rating_scale=rating_scale, name=name)
 

@@ -317,6 +317,30 @@ class Ratings:
         )
 
     @classmethod
+    def _from_owned_codes(cls, users, items, values, timestamps, user_ids, item_ids, *, dtype=np.float32,
+                          duplicates: DuplicatePolicy = "error", rating_scale=None, name=None) -> "Ratings":
+        """:meth:`from_codes` for arrays fastmf has just built (internal: the readers).
+
+        ``users``/``items`` are int32 codes in range by construction (a factorization of the
+        raw ids), ``timestamps`` int64 (or None), and all of them belong to the caller, so
+        :meth:`from_codes`'s defensive copies and code-range checks are skipped: 12 bytes a
+        rating of fresh memory (30 % of the 25M-row reader's conversion time).  The values
+        are checked and cast as everywhere else.
+        """
+        dt = check_dtype(dtype)
+        if duplicates not in _DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+        if users.dtype != np.int32 or items.dtype != np.int32:
+            raise TypeError("internal: codes must be int32")
+        if timestamps is not None and timestamps.dtype != np.int64:
+            raise TypeError("internal: timestamps must be int64")
+        if not (len(users) == len(items) == len(values)) or len(values) == 0:
+            raise ValueError("internal: empty or unequal columns")
+        vals = check_ratings_values(values, dt, rating_scale)
+        return cls._canonicalize(users, items, vals, timestamps, np.asarray(user_ids), np.asarray(item_ids),
+                                 duplicates, rating_scale, name)
+
+    @classmethod
     def from_dataframe(
         cls,
         df: pd.DataFrame,
