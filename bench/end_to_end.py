@@ -195,11 +195,19 @@ def default_fits(dataset: str, solvers, threads, max_time: float | None) -> dict
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t = time.perf_counter()
-            model = fastmf.MatrixFactorization(**params).fit(train)
+            try:
+                model = fastmf.MatrixFactorization(**params).fit(train)
+            except ValueError as exc:  # e.g. gibbs: max_time reached before any draw was kept
+                out[solver] = {"seconds": time.perf_counter() - t, "error": str(exc)}
+                print(f"  {solver:6s} default fit: not finished after {out[solver]['seconds']:.2f} s: {exc}  [{load}]",
+                      flush=True)
+                continue
             seconds = time.perf_counter() - t
         rmse = model.evaluate(test)["rmse"]
-        capped = bool(max_time) and seconds >= max_time
-        out[solver] = {"seconds": seconds, "rmse": rmse, "nit": len(model.history_) - 1, "capped": capped}
+        status = getattr(getattr(model, "result_", None), "status", None)
+        capped = bool(max_time) and "time" in str(getattr(status, "name", status)).lower()
+        out[solver] = {"seconds": seconds, "rmse": rmse, "nit": len(model.history_) - 1, "capped": capped,
+                       "status": str(status)}
         print(f"  {solver:6s} default fit: {seconds:7.2f} s, {len(model.history_) - 1:3d} iterations, "
               f"test RMSE {rmse:.4f}{' (stopped by --ml20m-max-time)' if capped else ''}  [{load}]", flush=True)
         del model
