@@ -9,7 +9,8 @@ Run from the repository root (``asv.conf.json`` there, ``benchmark_dir = bench``
   ratings, through the fast path (presence-table coding, radix sort) and, as
   ``path="reference"``, through the former path (``pd.factorize`` + ``np.argsort``,
   :mod:`fastmf.data._conversion_reference`);
-* :class:`ConversionStr`: the same data with string ids (generic coding, fast sort).
+* :class:`ConversionStr`: the same data with string ids (generic coding, fast sort);
+* :class:`ConversionInt18M`: 18M ratings with integer ids (the issue's size), fast path.
 
 ``peakmem_`` is asv's process peak RSS: it includes the input arrays built in ``setup``.
 ``setup`` converts a small slice first, so numba compilation (or its cache load) is
@@ -47,3 +48,9 @@ class ConversionStr(ConversionInt):
         self.u, self.i, self.r = synthetic_arrays(n, strings=True)
         self.fn = _PATHS[path]
         self.fn(self.u[:1000], self.i[:1000], self.r[:1000])
+
+
+class ConversionInt18M(ConversionInt):
+    """The issue's size: 18M ratings with integer ids, fast path only (the reference takes ~40 s)."""
+
+    params = [[18_000_000], ["fast"]]

@@ -66,7 +66,7 @@ def _same(a, b) -> bool:
                for f in ("users", "items", "values", "user_ids", "item_ids", "user_indptr"))
 
 
-def time_both(n: int, repeat: int, strings: bool = False) -> dict:
+def compare_paths(n: int, repeat: int, strings: bool = False) -> dict:
     u, i, r = synthetic_arrays(n, strings=strings)
     new_path(u[:1000], i[:1000], r[:1000])  # compile / load the numba cache
     best = {"old": np.inf, "new": np.inf}
@@ -177,13 +177,13 @@ def main(argv=None) -> None:
         return
     print(f"uptime: {os.getloadavg()}")
     for n in a.sizes:
-        res = time_both(n, a.repeat)
+        res = compare_paths(n, a.repeat)
         print(f"as_ratings int ids n={res['n']:,}: old {res['old']:.3f} s, new {res['new']:.3f} s, "
               f"ratio {res['ratio']:.1f}x")
         if a.memory:
             memory(n, a.csv_dir)
     for n in a.strings:
-        res = time_both(n, a.repeat, strings=True)
+        res = compare_paths(n, a.repeat, strings=True)
         print(f"as_ratings string ids n={res['n']:,}: old {res['old']:.3f} s, new {res['new']:.3f} s, "
               f"ratio {res['ratio']:.1f}x")
     if a.csv:

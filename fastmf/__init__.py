@@ -8,14 +8,15 @@ Main entry points::
     fastmf.MFObjective              loss / gradient / Hessian-vector products for scipy.optimize
     fastmf.reference                the dense numpy oracle
     fastmf.datasets                 synthetic MovieLens-shaped data, readers, splits
+
+Everything but the exceptions is imported on first access (PEP 562 ``__getattr__``), so
+``import fastmf`` does not import pandas, pyarrow, scipy or the kernels: a command or a
+script pays only for the modules it uses (``fastmf fit`` never imports pandas or scipy).
 """
 
+import importlib
+
 from . import _threading  # noqa: F401  (first: pins numba's threading layer before any kernel compiles)
-from . import datasets, metrics, model_selection, reference
-from .data.movielens import load_ml100k_fold, load_movielens, load_ratings_file
-from .data.ratings import Ratings
-from .data.splits import per_user_split, temporal_split, train_test_split
-from .data.convert import as_ratings
 from .exceptions import (
     ConvergenceWarning,
     DivergenceError,
@@ -26,12 +27,44 @@ from .exceptions import (
     UnknownIdWarning,
     WorkerLostError,
 )
-from .model import MatrixFactorization
-from .objective import MFObjective
-from .problem import MFProblem
-from ._warmup import warmup
 
 __version__ = "0.1.0"
+
+#: public name -> (module, attribute or None for the module itself), imported on first access
+_LAZY = {
+    "datasets": (".datasets", None),
+    "metrics": (".metrics", None),
+    "model_selection": (".model_selection", None),
+    "reference": (".reference", None),
+    "load_ml100k_fold": (".data.movielens", "load_ml100k_fold"),
+    "load_movielens": (".data.movielens", "load_movielens"),
+    "load_ratings_file": (".data.movielens", "load_ratings_file"),
+    "Ratings": (".data.ratings", "Ratings"),
+    "per_user_split": (".data.splits", "per_user_split"),
+    "temporal_split": (".data.splits", "temporal_split"),
+    "train_test_split": (".data.splits", "train_test_split"),
+    "as_ratings": (".data.convert", "as_ratings"),
+    "MatrixFactorization": (".model", "MatrixFactorization"),
+    "MFObjective": (".objective", "MFObjective"),
+    "MFProblem": (".problem", "MFProblem"),
+    "warmup": ("._warmup", "warmup"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module, __name__)
+        if attr is not None:
+            value = getattr(value, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConvergenceWarning",

@@ -40,13 +40,15 @@ for scikit-learn: a ``Ratings`` or a sparse matrix is not indexable by rows.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
+from ._lazy import is_dataframe, is_pandas_1d, is_sparse
 from .data.ratings import _DATAFRAME_COLUMN_GUESSES, Ratings
+
+if TYPE_CHECKING:  # pandas and scipy are not imported by a fit on other inputs
+    import pandas as pd
 
 __all__ = ["estimator_repr", "fit_input", "get_params", "pairs", "scoring_input", "set_params", "sklearn_tags"]
 
@@ -174,7 +176,7 @@ def sklearn_tags(est):
 def _is_column_tuple(X) -> bool:
     """A tuple of 1-D id/rating arrays: fastmf's ``(users, items[, ratings])`` column form."""
     return isinstance(X, (tuple, list)) and len(X) in (2, 3, 4) and all(
-        isinstance(a, (np.ndarray, pd.Series, pd.Index)) and a.ndim == 1 for a in X)
+        (isinstance(a, np.ndarray) or is_pandas_1d(a)) and a.ndim == 1 for a in X)
 
 
 def _rating_column(df: pd.DataFrame) -> str | None:
@@ -199,7 +201,7 @@ def pairs(X, name: str = "X") -> tuple[np.ndarray, np.ndarray]:
     ValueError
         Another shape than ``(n, 2)``, or a DataFrame whose user/item columns cannot be found.
     """
-    if isinstance(X, pd.DataFrame):
+    if is_dataframe(X):
         for u, i in _PAIR_COLUMNS:
             if u in X.columns and i in X.columns:
                 return X[u].to_numpy(), X[i].to_numpy()
@@ -207,7 +209,7 @@ def pairs(X, name: str = "X") -> tuple[np.ndarray, np.ndarray]:
             return X.iloc[:, 0].to_numpy(), X.iloc[:, 1].to_numpy()
         raise ValueError(f"cannot find the user and item columns of {name} in {list(X.columns)}: name them "
                          f"{' or '.join('/'.join(c) for c in _PAIR_COLUMNS)}, or pass exactly two columns")
-    if sp.issparse(X) or isinstance(X, Ratings) or _is_column_tuple(X):
+    if is_sparse(X) or isinstance(X, Ratings) or _is_column_tuple(X):
         raise TypeError(f"{name} must be (user, item) pairs here: an array-like of shape (n, 2) or a DataFrame "
                         f"with user/item columns, got {type(X).__name__} (for a tuple of id arrays use "
                         "np.column_stack((users, items)))")
@@ -229,7 +231,7 @@ def _ratings_y(y, n: int) -> np.ndarray:
 
 
 def _triplets(X, y, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if isinstance(X, pd.DataFrame) and (col := _rating_column(X)) is not None:
+    if is_dataframe(X) and (col := _rating_column(X)) is not None:
         raise ValueError(f"{name} has a rating column {col!r} and y is given too: pass the ratings once "
                          f"(y=None with the rating column, or {name} without it)")
     u, i = pairs(X, name)
@@ -257,10 +259,10 @@ def fit_input(X, y, name: str = "X"):
         return X
     if _is_column_tuple(X) and len(X) == 2:
         pairs(X, name)  # raises, pointing to np.column_stack
-    if isinstance(X, Ratings) or sp.issparse(X) or _is_column_tuple(X):
+    if isinstance(X, Ratings) or is_sparse(X) or _is_column_tuple(X):
         raise TypeError(f"y must be None when {name} carries the ratings ({type(X).__name__}); with y, {name} "
                         "holds (user, item) pairs, shape (n, 2).  (eval_set is keyword-only: fit(X, eval_set=...))")
-    if isinstance(y, (Ratings, pd.DataFrame)) or sp.issparse(y):
+    if isinstance(y, Ratings) or is_dataframe(y) or is_sparse(y):
         raise TypeError(f"y must be a 1-D array of ratings, got {type(y).__name__}: eval_set is keyword-only, "
                         "fit(X, eval_set=...)")
     return _triplets(X, y, name)
@@ -271,6 +273,6 @@ def scoring_input(X, y, name: str = "X"):
     else the ``(users, items, y)`` tuple of ``X``'s pairs (duplicate pairs allowed)."""
     if y is None:
         return X
-    if isinstance(X, Ratings) or sp.issparse(X) or _is_column_tuple(X):
+    if isinstance(X, Ratings) or is_sparse(X) or _is_column_tuple(X):
         raise TypeError(f"y must be None when {name} carries the ratings ({type(X).__name__})")
     return _triplets(X, y, name)

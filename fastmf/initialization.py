@@ -43,7 +43,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._validation import check_choice, check_nonnegative_float, check_positive_int, check_random_state
 from .data.ratings import Ratings
@@ -161,6 +160,8 @@ def initial_factors(
     if not np.any(vals):
         raise ValueError("init='svd': the centred ratings are all zero (no direction to start from); "
                          "use init='random'")
+    import scipy.sparse as sp  # on use (init='svd'): a random start does not import scipy.sparse
+
     A = sp.csr_array((vals, ratings.items, ratings.user_indptr), shape=(m, n))
     v0 = rng.standard_normal(min(m, n))
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds  # on use: import cost

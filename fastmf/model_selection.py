@@ -57,10 +57,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ._validation import check_positive_int, check_random_state
 from .data.movielens import ML100K_FOLDS, load_ml100k_fold
@@ -75,6 +74,9 @@ from .data.splits import (
 )
 from .metrics import ranking_metrics
 from .data.convert import as_ratings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CVResults",
@@ -480,6 +482,8 @@ class _Results(dict):
     def to_frame(self) -> pd.DataFrame:
         """One row per fold (or per candidate); non-array entries (fitted estimators) left out."""
         cols = {k: v for k, v in self.items() if k != "estimator"}
+        import pandas as pd
+
         return pd.DataFrame(cols)
 
 
@@ -503,6 +507,8 @@ class CVResults(_Results):
 
     def summary(self) -> pd.DataFrame:
         """DataFrame with rows ``mean`` and ``std`` and one column per entry."""
+        import pandas as pd
+
         return pd.DataFrame([self.mean(), self.std()], index=["mean", "std"])
 
 

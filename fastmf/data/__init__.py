@@ -2,12 +2,11 @@
 
 The synthetic generator is public as :func:`fastmf.datasets.synthetic`; it is not
 re-exported here because the function would shadow the submodule
-``fastmf.data.synthetic``.
+``fastmf.data.synthetic``.  The names below are imported on first access, so that
+importing one submodule (``fastmf.data.ratings``) does not import the readers (pyarrow).
 """
 
-from .ratings import Ratings
-from .movielens import load_ml100k_fold, load_movielens, load_ratings_file
-from .splits import Split, per_user_split, temporal_split, train_test_split
+import importlib
 
 __all__ = [
     "Ratings",
@@ -19,3 +18,27 @@ __all__ = [
     "per_user_split",
     "temporal_split",
 ]
+
+#: public name -> submodule holding it
+_LAZY = {
+    "Ratings": ".ratings",
+    "load_movielens": ".movielens",
+    "load_ml100k_fold": ".movielens",
+    "load_ratings_file": ".movielens",
+    "Split": ".splits",
+    "train_test_split": ".splits",
+    "per_user_split": ".splits",
+    "temporal_split": ".splits",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -59,39 +59,55 @@ def n_chunks_for(n: int, n_buckets: int) -> int:
 
 
 # ---------------------------------------------------------------------------- coding
+#: Inputs shorter than this are coded by the serial kernels.  A ``prange`` kernel costs
+#: seconds of compilation on a first call (``_minmax`` 7 s, ``_presence_codes`` 4 s on the
+#: 2-core machine) against milliseconds saved below a million ids, so a first fit on a
+#: small data set (ml-latest-small: 100K ratings) compiles only the serial kernels.
+PARALLEL_MIN_IDS = 1 << 20
+
+
+@numba.njit(cache=True, nogil=True)
+def _minmax_range(ids, a, b):
+    """``(min, max)`` as int64 of ``ids[a:b]`` (``b > a``)."""
+    lo = np.int64(ids[a])
+    hi = lo
+    for j in range(a + 1, b):
+        x = np.int64(ids[j])
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+    return lo, hi
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _minmax(ids, n_chunks):
     n = ids.shape[0]
     los = np.empty(n_chunks, dtype=np.int64)
     his = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
-        a = c * n // n_chunks
-        b = (c + 1) * n // n_chunks
-        lo = np.int64(ids[a])
-        hi = lo
-        for j in range(a + 1, b):
-            x = np.int64(ids[j])
-            if x < lo:
-                lo = x
-            if x > hi:
-                hi = x
+        lo, hi = _minmax_range(ids, c * n // n_chunks, (c + 1) * n // n_chunks)
         los[c] = lo
         his[c] = hi
-    return los.min(), his.max()
+    lo, hi = los[0], his[0]
+    for c in range(1, n_chunks):  # a loop, not los.min(): np.min costs a second of compilation
+        lo = min(lo, los[c])
+        hi = max(hi, his[c])
+    return lo, hi
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _presence_codes(ids, lo, span, n_chunks, uniques_template):
-    """Codes (int32) by rank in a presence table of ``span`` slots, and the sorted uniques."""
-    n = ids.shape[0]
-    table = np.zeros(span, dtype=np.int32)
-    for c in prange(n_chunks):  # identical writes of 1 from several threads: benign
-        a = c * n // n_chunks
-        b = (c + 1) * n // n_chunks
-        for j in range(a, b):
-            table[np.int64(ids[j]) - lo] = 1
+@numba.njit(cache=True, nogil=True)
+def _presence_mark(ids, lo, table, a, b):
+    for j in range(a, b):
+        table[np.int64(ids[j]) - lo] = 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _presence_rank(table, lo, uniques_template):
+    """In place: presence 0/1 -> rank among the present ids (or -1); returns the sorted uniques."""
+    span = table.shape[0]
     n_unique = 0
-    for s in range(span):  # in place: 0/1 -> rank (or -1 if absent)
+    for s in range(span):
         if table[s]:
             table[s] = n_unique
             n_unique += 1
@@ -102,12 +118,67 @@ def _presence_codes(ids, lo, span, n_chunks, uniques_template):
         r = table[s]
         if r >= 0:
             uniques[r] = s + lo
+    return uniques
+
+
+@numba.njit(cache=True, nogil=True)
+def _presence_apply(ids, lo, table, codes, a, b):
+    for j in range(a, b):
+        codes[j] = table[np.int64(ids[j]) - lo]
+
+
+@numba.njit(cache=True, nogil=True)
+def _presence_count(ids, lo, table):
+    """Mark the ids in the zeroed ``table``, turn it into ranks (-1: absent); the number present."""
+    for j in range(ids.shape[0]):  # inline, not _presence_mark(..., 0, n): a literal 0 is one more specialisation
+        table[np.int64(ids[j]) - lo] = 1
+    n_unique = 0
+    for s in range(table.shape[0]):
+        if table[s]:
+            table[s] = n_unique
+            n_unique += 1
+        else:
+            table[s] = -1
+    return n_unique
+
+
+@numba.njit(cache=True, nogil=True)
+def _presence_fill(ids, lo, table, codes, uniques):
+    for s in range(table.shape[0]):
+        r = table[s]
+        if r >= 0:
+            uniques[r] = s + lo
+    for j in range(ids.shape[0]):
+        codes[j] = table[np.int64(ids[j]) - lo]
+
+
+def _presence_codes_serial(ids, lo, span):
+    """Codes (int32) by rank in a presence table of ``span`` slots, and the sorted uniques.
+
+    The arrays are allocated here, not in the kernels: each allocation inside a kernel is
+    one more numba overload compiled on a cold start (this path is the one small inputs
+    take, e.g. a first ``fastmf fit``).
+    """
+    table = np.zeros(span, dtype=np.int32)
+    n_unique = _presence_count(ids, lo, table)
+    codes = np.empty(ids.shape[0], dtype=np.int32)
+    uniques = np.empty(n_unique, dtype=ids.dtype)
+    _presence_fill(ids, lo, table, codes, uniques)
+    return codes, uniques
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _presence_codes(ids, lo, span, n_chunks, uniques_template):
+    """:func:`_presence_codes_serial` with the two passes over ``ids`` in parallel chunks (and the
+    allocations inside: this kernel is compiled only for large inputs)."""
+    n = ids.shape[0]
+    table = np.zeros(span, dtype=np.int32)
+    for c in prange(n_chunks):  # identical writes of 1 from several threads: benign
+        _presence_mark(ids, lo, table, c * n // n_chunks, (c + 1) * n // n_chunks)
+    uniques = _presence_rank(table, lo, uniques_template)
     codes = np.empty(n, dtype=np.int32)
     for c in prange(n_chunks):
-        a = c * n // n_chunks
-        b = (c + 1) * n // n_chunks
-        for j in range(a, b):
-            codes[j] = table[np.int64(ids[j]) - lo]
+        _presence_apply(ids, lo, table, codes, c * n // n_chunks, (c + 1) * n // n_chunks)
     return codes, uniques
 
 
@@ -118,18 +189,21 @@ def factorize_int(raw: np.ndarray):
     ``raw`` comes from :func:`fastmf.data.ids.raw_ids` (signed integers, non-negative).
     Gives exactly ``pd.factorize(raw, sort=True)`` (codes as int32, uniques in
     ``raw``'s dtype); ``None`` for non-integer ids, empty input or a range too wide
-    for the table (the caller then factorizes generically).
+    for the table (the caller then factorizes generically).  Serial below
+    :data:`PARALLEL_MIN_IDS` ids (the same result).
     """
     if raw.dtype.kind != "i" or raw.size == 0:
         return None
     n = raw.shape[0]
-    chunks = n_chunks_for(n, 1)
-    lo, hi = _minmax(raw, chunks)
+    chunks = n_chunks_for(n, 1) if n >= PARALLEL_MIN_IDS else 1
+    lo, hi = _minmax(raw, chunks) if chunks > 1 else _minmax_range(raw, 0, n)
     lo, hi = int(lo), int(hi)
     span = hi - lo + 1
     if span > DENSE_FACTOR * n + DENSE_SLACK or span > np.iinfo(np.int32).max:
         return None  # the generic path (and its int32 code-range check)
-    return _presence_codes(raw, np.int64(lo), span, chunks, raw[:0])
+    if chunks > 1:
+        return _presence_codes(raw, np.int64(lo), span, chunks, raw[:0])
+    return _presence_codes_serial(raw, np.int64(lo), span)
 
 
 # ---------------------------------------------------------------------------- sorting

@@ -14,9 +14,7 @@ its arrays.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
-
+from .._lazy import is_dataframe, is_sparse
 from .._validation import check_dtype
 from .ids import IdIndex
 from .ratings import Ratings
@@ -55,9 +53,9 @@ def as_ratings(X, dtype=np.float32, *, name: str = "X") -> Ratings:
     dt = check_dtype(dtype)
     if isinstance(X, Ratings):
         return X.astype(dt)
-    if isinstance(X, pd.DataFrame):
+    if is_dataframe(X):  # pandas and scipy are not imported for other inputs
         return Ratings.from_dataframe(X, dtype=dt)
-    if sp.issparse(X):
+    if is_sparse(X):
         return Ratings.from_scipy(X, dtype=dt)
     if _is_triplet_tuple(X):
         return Ratings.from_arrays(*X, dtype=dt)

@@ -43,12 +43,15 @@ Codes
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import is_pandas_1d
 from .._validation import check_choice
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["IdIndex", "as_id_array", "raw_ids"]
 
@@ -79,7 +82,7 @@ def as_id_array(values, name: str = "ids") -> np.ndarray:
     """
     if isinstance(values, np.ndarray):
         arr = values
-    elif isinstance(values, (pd.Series, pd.Index)):
+    elif is_pandas_1d(values):
         arr = values.to_numpy()
     else:
         arr = np.asarray(values) if np.ndim(values) == 0 else np.array(values, dtype=object)
@@ -136,6 +139,8 @@ def _exact_int(x, kind: str):
 
 def _object_ids(arr: np.ndarray, name: str) -> np.ndarray:
     """Ids of an object array: all strings (kept) or all numbers (-> int64), nothing else."""
+    import pandas as pd  # object ids only: integer ids never import pandas
+
     missing = np.asarray(pd.isna(arr), dtype=bool)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
@@ -277,7 +282,7 @@ class IdIndex:
     and to ship to another process.
     """
 
-    __slots__ = ("_ids", "_index")
+    __slots__ = ("_ids", "_index", "_sorted")
 
     def __init__(self, ids):
         if isinstance(ids, IdIndex):
@@ -287,6 +292,7 @@ class IdIndex:
             raise ValueError(f"ids must be 1-D, got shape {arr.shape}")
         self._ids = arr
         self._index: pd.Index | None = None
+        self._sorted: bool | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -308,6 +314,8 @@ class IdIndex:
             More distinct ids than int32 codes.
         """
         try:
+            import pandas as pd  # the generic path (strings, sparse integer ranges)
+
             codes, uniques = pd.factorize(raw, sort=True)
         except TypeError as exc:
             raise TypeError(f"{name} mix types that cannot be ordered (e.g. strings and ints): {exc}") from exc
@@ -325,6 +333,8 @@ class IdIndex:
     def index(self) -> pd.Index:
         """:class:`pandas.Index` of the raw ids (position = code), built once."""
         if self._index is None:
+            import pandas as pd
+
             self._index = pd.Index(self._ids)
         return self._index
 
@@ -377,6 +387,8 @@ class IdIndex:
         """Codes (int64, -1 when unknown) of a numpy array of raw ids: exact matches only."""
         if arr.ndim != 1:
             raise ValueError(f"ids must be a scalar or 1-D, got shape {arr.shape}")
+        if self._ids.dtype.kind == "i" and self._strictly_increasing():
+            return self._sorted_lookup(arr)
         idx = self.index
         if idx.dtype.kind in "iu":
             keys, ok = _integer_lookup_keys(arr)
@@ -391,6 +403,31 @@ class IdIndex:
             except (TypeError, ValueError):
                 return out  # ids of a type the index cannot compare with are unknown ids
             out[ok] = found
+        return out
+
+    def _strictly_increasing(self) -> bool:
+        if self._sorted is None:
+            ids = self._ids
+            self._sorted = bool(np.all(ids[1:] > ids[:-1]))
+        return self._sorted
+
+    def _sorted_lookup(self, arr: np.ndarray) -> np.ndarray:
+        """:meth:`_lookup` for sorted unique signed-integer ids, by binary search.
+
+        The ids of every reader and of :meth:`factorize` are sorted, so a lookup (scoring a
+        test set, ``predict``) needs no :class:`pandas.Index` and does not import pandas.
+        The same exact-match rule as the Index path: ``_integer_lookup_keys`` decides which
+        ids can be integers at all.
+        """
+        ids = self._ids
+        keys, ok = _integer_lookup_keys(arr)
+        out = np.full(arr.shape[0], -1, dtype=np.int64)
+        if ids.shape[0] == 0 or not ok.any():
+            return out
+        k = keys[ok] if not ok.all() else keys
+        pos = np.searchsorted(ids, k)
+        np.minimum(pos, ids.shape[0] - 1, out=pos)
+        out[ok] = np.where(ids[pos] == k, pos, -1)
         return out
 
     # ------------------------------------------------------------------ comparisons
@@ -439,6 +476,7 @@ class IdIndex:
     def __setstate__(self, state):
         self._ids = state["_ids"]
         self._index = None
+        self._sorted = None
 
     def __repr__(self) -> str:
         return f"IdIndex(n={len(self)}, dtype={self._ids.dtype})"

@@ -51,7 +51,7 @@ import pyarrow.csv as pacsv
 
 from .._validation import check_dtype
 from ._sort import factorize_int
-from .ratings import Ratings
+from .ratings import Ratings, _check_timestamps
 
 __all__ = [
     "MOVIELENS_DATASETS",
@@ -326,18 +326,42 @@ def _dense_codes(ids: np.ndarray):
     return lookup[ids].astype(np.int32), np.flatnonzero(present).astype(ids.dtype)
 
 
+def column_numpy(col) -> np.ndarray:
+    """A pyarrow column as an ndarray, as ``col.to_numpy()`` but without importing pandas.
+
+    pyarrow's ``to_numpy`` imports pandas (half a second, more than the parse of a small
+    file) on its first call; integer and float columns without nulls -- every column the
+    readers ask pyarrow for -- are read from their data buffers instead: zero-copy
+    (read-only) for one chunk, one concatenation for several, as ``to_numpy`` does.
+    Other columns go through ``to_numpy``.
+    """
+    typ = col.type
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if col.null_count == 0 and (pa.types.is_integer(typ) or pa.types.is_floating(typ)) and typ.bit_width >= 32:
+        kind = "f" if pa.types.is_floating(typ) else ("i" if pa.types.is_signed_integer(typ) else "u")
+        dt = np.dtype(f"{kind}{typ.bit_width // 8}")
+        parts = [np.frombuffer(ch.buffers()[1], dtype=dt, count=len(ch), offset=ch.offset * dt.itemsize)
+                 for ch in chunks if len(ch)]
+        if not parts:
+            return np.empty(0, dtype=dt)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return col.to_numpy()
+
+
 def _table_to_ratings(table: pa.Table, *, dtype, rating_scale, name, duplicates="error") -> Ratings:
     cols = table.column_names
-    ts = table.column("timestamp").to_numpy() if "timestamp" in cols else None
-    users, items = table.column("user").to_numpy(), table.column("item").to_numpy()
-    values = table.column("rating").to_numpy()
+    ts = column_numpy(table.column("timestamp")) if "timestamp" in cols else None
+    users, items = column_numpy(table.column("user")), column_numpy(table.column("item"))
+    values = column_numpy(table.column("rating"))
     du, di = _dense_codes(users), _dense_codes(items)
     if du is not None and di is not None:
         if not (len(users) == len(items) == len(values)):  # pragma: no cover - a table's columns agree
             raise ValueError("columns of unequal length")
-        return Ratings.from_codes(du[0], di[0], values, len(du[1]), len(di[1]), ts, user_ids=du[1],
-                                  item_ids=di[1], dtype=dtype, duplicates=duplicates,
-                                  rating_scale=rating_scale, name=name)
+        if ts is not None and ts.dtype != np.int64:  # e.g. Parquet int32 or timestamp columns
+            ts = _check_timestamps(ts)
+        # the codes are fresh and in range, the timestamps int64: no defensive copies
+        return Ratings._from_owned_codes(du[0], di[0], values, ts, du[1], di[1], dtype=dtype,
+                                         duplicates=duplicates, rating_scale=rating_scale, name=name)
     return Ratings.from_arrays(users, items, values, ts, dtype=dtype, duplicates=duplicates,
                                rating_scale=rating_scale, name=name)
 
@@ -481,8 +505,8 @@ def load_ml100k_fold(fold: str = "u1", data_home: str | os.PathLike | None = Non
     _check_download(download)
     src = _locate(spec, data_home, download)
     full = _read_spec_ratings(src, spec)
-    user_ids = np.unique(full.column("user").to_numpy())
-    item_ids = np.unique(full.column("item").to_numpy())
+    user_ids = np.unique(column_numpy(full.column("user")))
+    item_ids = np.unique(column_numpy(full.column("item")))
     titles = _read_titles(src, spec)
     parts = []
     for suffix in ("base", "test"):
@@ -490,12 +514,12 @@ def load_ml100k_fold(fold: str = "u1", data_home: str | os.PathLike | None = Non
         if not src.has(fname):
             raise FileNotFoundError(f"{fname} not found in {src.path}")
         t = _read_spec_ratings(src, spec, fname)
-        u, i = t.column("user").to_numpy(), t.column("item").to_numpy()
+        u, i = column_numpy(t.column("user")), column_numpy(t.column("item"))
         uc, ic = np.searchsorted(user_ids, u), np.searchsorted(item_ids, i)
         if np.any(user_ids[np.minimum(uc, len(user_ids) - 1)] != u) or np.any(
                 item_ids[np.minimum(ic, len(item_ids) - 1)] != i):
             raise ValueError(f"{fname} holds ids that are not in u.data")
-        r = Ratings.from_codes(uc, ic, t.column("rating").to_numpy(), timestamps=t.column("timestamp").to_numpy(),
+        r = Ratings.from_codes(uc, ic, column_numpy(t.column("rating")), timestamps=column_numpy(t.column("timestamp")),
                                user_ids=user_ids, item_ids=item_ids, dtype=dt, rating_scale=spec.scale,
                                name=f"ml-100k/{fname}")
         r.item_titles = titles

@@ -76,10 +76,9 @@ import logging
 import math
 import numbers
 import warnings
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._packing import pack
 from .._validation import check_choice, check_nonnegative_float, check_positive_int
@@ -92,6 +91,9 @@ from .preconditioners import DEFAULT_MAX_BLOCK_MEMORY, PRECONDITIONERS
 from .steihaug import steihaug_cg
 
 __all__ = ["ConvergenceWarning", "newton_cg", "sign_loss_bound", "NewtonCG"]
+
+if TYPE_CHECKING:  # imported on use (sign loss only): a fit does not import scipy.sparse
+    import scipy.sparse as sp
 
 logger = logging.getLogger("fastmf")
 
@@ -115,6 +117,8 @@ def sign_matrix_sparse(ratings) -> sp.csr_matrix:
     sums = np.bincount(ratings.users, weights=vals, minlength=ratings.n_users)
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     s = np.sign(vals - means[ratings.users])
+    import scipy.sparse as sp
+
     return sp.csr_matrix((s, ratings.items, ratings.user_indptr), shape=ratings.shape)
 
 
@@ -132,6 +136,8 @@ def sign_loss_bound(ratings, reg_weighting: str = "uniform") -> float:
         ci = row_weights(ratings.item_counts, reg_weighting)
         du = np.divide(1.0, np.sqrt(cu), out=np.zeros_like(cu), where=cu > 0)
         di = np.divide(1.0, np.sqrt(ci), out=np.zeros_like(ci), where=ci > 0)
+        import scipy.sparse as sp
+
         S = sp.diags(du) @ S @ sp.diags(di)
     m, n = S.shape
     if S.nnz == 0:
