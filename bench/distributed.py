@@ -149,9 +149,22 @@ def peer(args, client, t_cluster):
         hit = [h for h in res.history if h["val_rmse"] is not None and h["val_rmse"] <= args.target]
         return (hit[0]["elapsed"], hit[0]["iteration"]) if hit else (None, None)
 
+    row["solver"] = args.solver
+    if args.solver == "newton":
+        row["hessian"] = args.hessian
+
+    def fit_local():
+        if args.solver == "als":
+            return als(R, args.rank, n_threads=2, **kw)
+        from fastmf.objective import MFObjective
+        from fastmf.solvers.newton import newton_cg
+
+        obj = MFObjective(R, args.rank, reg=0.1, reg_weighting="count", dtype=dt, n_threads=2, hessian=args.hessian)
+        return newton_cg(obj, x0, **{k: v for k, v in kw.items() if k not in ("reg", "reg_weighting", "dtype", "x0")})
+
     if not args.skip_local:
         t, c = time.perf_counter(), time.process_time()
-        rl = als(R, args.rank, n_threads=2, **kw)
+        rl = fit_local()
         row["local_total_s"] = time.perf_counter() - t
         row["local_cpu_per_iteration_s"] = round((time.process_time() - c) / max(rl.nit, 1), 3)
         row["local_time_to_target_s"], row["local_iterations"] = reached(rl)
@@ -169,7 +182,10 @@ def peer(args, client, t_cluster):
 
     row["load_before"] = os.getloadavg()[0]
     t, c = time.perf_counter(), time.process_time()
-    rd = fd.fit_als(ds, args.rank, **kw)
+    if args.solver == "als":
+        rd = fd.fit_als(ds, args.rank, **kw)
+    else:
+        rd = fd.fit_newton(ds, args.rank, hessian=args.hessian, **kw)
     row["dask_total_s"] = time.perf_counter() - t
     row["load_after"] = os.getloadavg()[0]
     # CPU seconds per iteration (the machine is shared: wall times carry other jobs' load).  Each
@@ -205,6 +221,9 @@ def main(argv=None):
     ap.add_argument("--max-iter", type=int, default=15)
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--solver", choices=["als", "newton"], default="als", help="solver raced in --peer mode")
+    ap.add_argument("--hessian", choices=["exact", "gauss-newton"], default="exact",
+                    help="Newton's Hessian in --peer mode (exact: the estimator's default)")
     ap.add_argument("--init-scale", type=float, default=0.1, help="RMS norm of the starting factor rows")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
