@@ -29,6 +29,10 @@ ratios measured in this run, e.g. cold / warm, rather than absolute seconds):
    timed): fit seconds, iterations and test RMSE.  ``--ml20m-max-time`` caps each ML-20M
    fit (the solvers' ``max_time``; a capped row says so).
 
+4. **Kernel roofline.**  :func:`bench.roofline.main` on the ML-20M shape (float32, rank 32,
+   2 threads): the streaming floor, loss+gradient and Hessian products as multiples of it,
+   their GB/s and GFLOP/s, and float32 sgemm as the compute ceiling, in this process.
+
 ``--json PATH`` also writes every figure as JSON.
 """
 
@@ -226,6 +230,7 @@ def main(argv=None) -> None:
     p.add_argument("--skip-small", action="store_true", help="no ml-latest-small default fits in part 3")
     p.add_argument("--skip-ml20m", action="store_true", help="no ML-20M-shape default fits in part 3")
     p.add_argument("--ml20m-max-time", type=float, default=None, help="cap of each ML-20M fit, seconds")
+    p.add_argument("--skip-roofline", action="store_true", help="skip part 4 (bench.roofline)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--child-first-fit", help=argparse.SUPPRESS)
     p.add_argument("--child-conversion", type=int, help=argparse.SUPPRESS)
@@ -246,6 +251,11 @@ def main(argv=None) -> None:
         report["ml-latest-small"] = default_fits("ml-latest-small", a.solvers, a.threads, None)
     if not a.skip_ml20m:
         report["ml-20m"] = default_fits("ml-20m", a.solvers, a.threads, a.ml20m_max_time)
+    if not a.skip_roofline:
+        from bench import roofline
+
+        print(f"\n4. kernel roofline (python -m bench.roofline), {_load()}", flush=True)
+        report["roofline"] = roofline.main(["--threads", str(a.threads or 2)])
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1, default=str))
 
