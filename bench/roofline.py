@@ -104,12 +104,12 @@ class _Variant:
     """One code version's objective and its three kernel calls."""
 
     def __init__(self, name, pkg, ratings, rank, dtype, n_threads, coo_blocks):
-        objective = sys.modules[pkg.__name__ + ".objective"]
+        objective = importlib.import_module(pkg.__name__ + ".objective")
         self.name = name
-        self.tiled = sys.modules[pkg.__name__ + ".kernels.tiled"]
-        self.threading = sys.modules[pkg.__name__ + "._threading"]
+        self.tiled = importlib.import_module(pkg.__name__ + ".kernels.tiled")
+        self.threading = importlib.import_module(pkg.__name__ + "._threading")
         R = ratings
-        cls = sys.modules[pkg.__name__ + ".data.ratings"].Ratings
+        cls = importlib.import_module(pkg.__name__ + ".data.ratings").Ratings
         if not isinstance(R, cls):  # another package's class: same arrays, that package's container
             R = cls.from_codes(R.users, R.items, R.values, R.n_users, R.n_items, dtype=R.dtype)
         self.obj = obj = objective.MFObjective(R, rank, reg=0.05, dtype=dtype, format="coo", n_threads=n_threads,

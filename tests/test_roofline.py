@@ -30,3 +30,14 @@ def test_stream_floor_reads_everything():
     run, nbytes = roofline.stream_floor(u, i, v, 3)
     assert nbytes == 120
     assert run() == 45 + 10 + 5.0
+
+
+def test_roofline_in_a_fresh_process():
+    """``import fastmf`` is lazy: the bench must import the submodules it uses itself."""
+    import subprocess
+
+    code = ("from bench import roofline; roofline.main(['--dataset', 'tiny', '--rank', '4', '--repeat', '1', "
+            "'--sgemm-size', '32', '--threads', '1'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=_REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "streaming floor" in proc.stdout
