@@ -14,8 +14,6 @@ Everything but the exceptions is imported on first access (PEP 562 ``__getattr__
 script pays only for the modules it uses (``fastmf fit`` never imports pandas or scipy).
 """
 
-import importlib
-
 from . import _threading  # noqa: F401  (first: pins numba's threading layer before any kernel compiles)
 from .exceptions import (
     ConvergenceWarning,
@@ -27,6 +25,7 @@ from .exceptions import (
     UnknownIdWarning,
     WorkerLostError,
 )
+from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -51,19 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = importlib.import_module(module, __name__)
-        if attr is not None:
-            value = getattr(value, attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -7,9 +7,38 @@ An object can be a pandas DataFrame or a scipy sparse matrix only if its module 
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-__all__ = ["is_dataframe", "is_pandas_1d", "is_sparse"]
+__all__ = ["is_dataframe", "is_pandas_1d", "is_sparse", "lazy_attributes"]
+
+
+def lazy_attributes(package: str, table: dict, namespace: dict, fallback=None):
+    """PEP 562 ``__getattr__`` and ``__dir__`` for a package whose public names load on first access.
+
+    ``table`` maps a public name to ``(module, attribute)``: ``module`` relative to
+    ``package``, ``attribute`` ``None`` for the module itself.  The first access imports it and
+    stores it in ``namespace`` (the package's ``globals()``), so later accesses are plain
+    lookups.  ``fallback(name)``, if given, answers names outside ``table`` (or raises
+    ``AttributeError``).
+    """
+
+    def __getattr__(name):
+        if name in table:
+            module, attr = table[name]
+            value = importlib.import_module(module, package)
+            if attr is not None:
+                value = getattr(value, attr)
+            namespace[name] = value
+            return value
+        if fallback is not None:
+            return fallback(name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        return sorted(set(namespace) | set(table))
+
+    return __getattr__, __dir__
 
 
 def is_dataframe(x) -> bool:

@@ -10,11 +10,11 @@ The solver modules are imported on first use (``fastmf.solvers.als`` ...), so th
 ``import fastmf`` does not import every solver and its kernels.
 """
 
-import importlib
 import sys
 import types
 import warnings
 
+from .._lazy import lazy_attributes
 from ..exceptions import ConvergenceWarning, DivergenceError
 from ._base import IterationRecord, SolverResult, Status
 from .registry import SOLVERS, SolverSpec, get_solver_spec
@@ -45,24 +45,19 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module, __name__), attr)
-        globals()[name] = value
-        return value
+def _deprecated(name):
     if name == "fit_newton_cg":
+        # stacklevel 3: this function, the package's __getattr__, then the caller's access
         warnings.warn("fastmf.solvers.fit_newton_cg is deprecated and will be removed in the next release: "
                       "use MatrixFactorization(solver='newton') or newton_cg(MFObjective(...))",
-                      DeprecationWarning, stacklevel=2)
+                      DeprecationWarning, stacklevel=3)
         from ._compat import fit_newton_cg
 
         return fit_newton_cg
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), fallback=_deprecated)
 
 
 class _SolversPackage(types.ModuleType):
