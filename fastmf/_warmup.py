@@ -17,9 +17,11 @@ you choose:
 
 The problem is small (2,000 users x 2,000 items, 20,000 ratings) and uses the same argument
 types as a fit on loaded data (int32 codes, int64 offsets, the chosen float dtype), so the
-specialisations compiled are exactly those a fit needs.  Two paths a small problem does not
+specialisations compiled are exactly those a fit needs.  Paths a small problem does not
 take are compiled explicitly: the MovieLens reader (the bundled ml-latest-small is loaded,
-as ``fastmf fit`` does) and the parallel parameter sync of problems with
+as ``fastmf fit`` does), the parallel Newton-CG kernels of problems with
+:data:`fastmf.objective.PARALLEL_MIN_RATINGS` ratings or more (smaller ones run serially),
+the parallel prediction and the parallel parameter sync of problems with
 :data:`fastmf.kernels._vec.PARALLEL_MIN_SIZE` parameters or more.  The parallel id coding
 of inputs of :data:`fastmf.data._sort.PARALLEL_MIN_IDS` ids or more (four argument types)
 is left to its first use.
@@ -118,15 +120,28 @@ def warmup(solver="newton", dtype="float32", *, n_threads: int | None = None) ->
                 model.evaluate(val)
                 model.predict(val.user_ids[val.users[:10]], val.item_ids[val.items[:10]])
                 if name == _solvers(solver)[0]:  # once per dtype, counted with its first solver
-                    _other_paths(dt)
+                    _other_paths(dt, ratings)
             report[f"{name}/{dt.name}"] = {"seconds": time.perf_counter() - t0, "compiled": counter.count}
     return report
 
 
-def _other_paths(dtype) -> None:
+def _other_paths(dtype, ratings=None) -> None:
     """Compile what the small fits above do not: the reader of ``fastmf fit``'s default data
-    set and the parallel parameter sync of large problems (``_vec._sync_parallel``)."""
+    set, and the parallel kernels of large problems (the Newton-CG objective's, which small
+    problems run serially below :data:`fastmf.objective.PARALLEL_MIN_RATINGS` ratings, the
+    parallel prediction and the parallel parameter sync)."""
     from .kernels import _vec
+    from .kernels.predict import _predict
+    from .objective import MFObjective
+
+    if ratings is not None:
+        obj = MFObjective(ratings, 32, dtype=dtype, hessian="exact", parallel=True)
+        x = obj.x0(random_state=0)
+        obj.fun_and_jac(x)
+        obj.hessp(x, x)
+        obj.diag_gauss_newton(x)
+        P, Q, b, c = obj._views(obj._theta)
+        _predict(ratings.users, ratings.items, P, Q, b, c, 0.0, True, np.empty(ratings.nnz))
 
     try:
         from .data.movielens import bundled_data_dir, load_movielens

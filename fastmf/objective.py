@@ -115,15 +115,14 @@ from ._validation import check_choice, check_dtype, check_nonnegative_float, che
 from .data.ratings import Ratings
 from ._weights import reg_exponent, row_weights
 from .initialization import initial_factors
-from .kernels import coo as _coo
 from .kernels import tiled as _tiled
 from .kernels import _vec
 from .kernels import csr as _csr
-from .kernels._chunks import balanced_chunks
-from .kernels.blocks import gn_diagonal_side
+from .kernels._chunks import PARALLEL_MIN_RATINGS, balanced_chunks
+from .kernels.blocks import gn_diagonal_rows, gn_diagonal_side
 from .kernels.predict import residuals_codes
 
-__all__ = ["MFObjective"]
+__all__ = ["MFObjective", "PARALLEL_MIN_RATINGS"]
 
 _HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign", "exact"): 2}
 
@@ -157,8 +156,10 @@ def _checked_options(ratings, rank, reg, reg_bias, biases, loss, dtype, format, 
     if mu is not None:
         if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not np.isfinite(float(mu)):
             raise ValueError(f"mu must be None or a finite real number, got {mu!r}")
-    if not isinstance(parallel, (bool, np.bool_)):
-        raise TypeError(f"parallel must be a bool, got {parallel!r}")
+    if parallel is None:
+        parallel = ratings.nnz >= PARALLEL_MIN_RATINGS
+    elif not isinstance(parallel, (bool, np.bool_)):
+        raise TypeError(f"parallel must be None or a bool, got {parallel!r}")
     parallel = bool(parallel)
     if coo_blocks is None:
         coo_blocks = DEFAULT_COO_BLOCKS
@@ -220,8 +221,11 @@ class MFObjective:
     mu : float or None
         Global offset :math:`\mu`; ``None``: the ratings' global mean with biases
         (squared loss), 0.0 otherwise.
-    parallel : bool, default True
-        Use the ``prange`` kernels (``False``: the serial kernels).
+    parallel : bool or None, default None
+        Use the ``prange`` kernels (``True``) or the serial ones on the calling thread
+        (``False``).  ``None``: parallel from :data:`PARALLEL_MIN_RATINGS` ratings (512Ki),
+        serial below, where the serial kernels are about as fast and compile in a
+        fraction of the time; serial results are the same at any ``n_threads``.
     coo_blocks : int or None
         User blocks of the parallel COO kernels.  ``None`` (default:
         :data:`DEFAULT_COO_BLOCKS`, itself ``None``): one block per thread of the call,
@@ -258,7 +262,7 @@ class MFObjective:
         hessian: str = "gauss-newton",
         reg_weighting: str = "uniform",
         mu: float | None = None,
-        parallel: bool = True,
+        parallel: bool | None = None,
         coo_blocks: int | None = None,
     ):
         # validation first (no work before it), in one place shared by nothing else
@@ -319,6 +323,8 @@ class MFObjective:
         self._tile_cache = None
         self._csr_tile_cache = None
         self._csr_scratch_cache = None
+        self._serial_row_cache = None
+        self._serial_layout_cache = None
 
         # ---------------------------------------------------------------- owned buffers
         N = self.n_params
@@ -499,6 +505,21 @@ class MFObjective:
             self._csr_scratch_cache = (aligned_empty((nc, pad), self.dtype), np.empty(nc), np.empty(nc))
         return self._csr_scratch_cache
 
+    def _serial_layout(self) -> dict:
+        """The canonical triplets as one block of per-user segments (serial COO kernels; views of
+        the ratings plus 4 bytes per user, built on first use)."""
+        if self._serial_layout_cache is None:
+            R = self.ratings
+            self._serial_layout_cache = _tiled.serial_layout(R.user_indptr, R.items, self._vals)
+        return self._serial_layout_cache
+
+    def _serial_row(self) -> np.ndarray:
+        """Scratch row of the serial COO kernels (one cache-line-padded row)."""
+        if self._serial_row_cache is None:
+            pad = -(-self.rank * self.dtype.itemsize // 64) * 64 // self.dtype.itemsize
+            self._serial_row_cache = aligned_empty((1, pad), self.dtype)
+        return self._serial_row_cache
+
     def _coo_bufs(self, nb: int):
         if nb not in self._coo_buffers:
             self._coo_buffers = {
@@ -546,8 +567,8 @@ class MFObjective:
                                          self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc, bufQ, bufc, rows,
                                          parts, self._item_parts)
         else:
-            loss = _coo.grad_serial(R.user_indptr, R.items, self._vals, P, Q, b, c, mu, self._regw_u, self._regbw_u,
-                                    self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc)
+            loss = _tiled.grad_serial(self._serial_layout(), P, Q, b, c, mu, self._regw_u, self._regbw_u,
+                                      self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc, self._serial_row())
         self._loss = float(loss)
         self._fg_valid = True
         self.n_evaluations += 1
@@ -620,8 +641,8 @@ class MFObjective:
                                    self._regbw_u, self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc, bufQ, bufc,
                                    rows)
         else:
-            _coo.hessp_serial(R.user_indptr, R.items, self._vals, P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u,
-                              self._regbw_u, self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc)
+            _tiled.hessp_serial(self._serial_layout(), P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u, self._regbw_u,
+                                self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc, self._serial_row())
         return self._hv.astype(self._out_dtype(x, p), copy=True)
 
     def diag_gauss_newton(self, x) -> np.ndarray:
@@ -644,11 +665,17 @@ class MFObjective:
                 ich = self._item_chunks
             else:  # the item-major copy is built (once, kept by the Ratings) on first use
                 ich = balanced_chunks(R.item_indptr, self._n_chunks)
-            with thread_limit(self.n_threads if self.parallel else 1, limit_blas=False):
-                gn_diagonal_side(self._user_chunks, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
+            if self.parallel:
+                with thread_limit(self.n_threads, limit_blas=False):
+                    gn_diagonal_side(self._user_chunks, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
+                                     self.biases, data, dP, db)
+                    gn_diagonal_side(ich, R.item_indptr, R.item_users, P, self._regw_i, self._regbw_i,
+                                     self.biases, data, dQ, dc)
+            else:  # rows are independent: the same values, no prange to compile
+                gn_diagonal_rows(0, self.n_users, R.user_indptr, R.items, Q, self._regw_u, self._regbw_u,
                                  self.biases, data, dP, db)
-                gn_diagonal_side(ich, R.item_indptr, R.item_users, P, self._regw_i, self._regbw_i, self.biases,
-                                 data, dQ, dc)
+                gn_diagonal_rows(0, self.n_items, R.item_indptr, R.item_users, P, self._regw_i, self._regbw_i,
+                                 self.biases, data, dQ, dc)
             self._diag = D
         return self._diag.astype(self._out_dtype(x), copy=True)
 

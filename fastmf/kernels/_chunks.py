@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["balanced_chunks"]
+__all__ = ["balanced_chunks", "PARALLEL_MIN_RATINGS"]
+
+#: Below this many ratings the Newton-CG kernels (loss, gradient, Hessian products, the
+#: Gauss-Newton diagonal) run serially by default: such fits take a few seconds, two threads
+#: save little there (the factors sit in cache), and the ``prange`` kernels cost about 25 s of
+#: compilation on a first fit against about 6 s for the serial ones (docs/performance.md,
+#: "Cold start").  Public as :data:`fastmf.objective.PARALLEL_MIN_RATINGS`.
+PARALLEL_MIN_RATINGS = 1 << 19
 
 
 def balanced_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:

@@ -67,6 +67,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._chunks import PARALLEL_MIN_RATINGS
+
 
 __all__ = [
     "PIVOT_RTOL",
@@ -75,6 +77,7 @@ __all__ = [
     "apply_blocks",
     "gn_diagonal",
     "gn_diagonal_side",
+    "gn_diagonal_rows",
     "als_solve_rows",
 ]
 
@@ -210,9 +213,9 @@ def apply_blocks(L, rF, rb, biases, chunks, zF, zb):
                     zb[row] = s / A[a, a]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def gn_diagonal_side(chunks, indptr, cols, F, regw, regbw, biases, data_term, dF, db):
-    r"""One side of the diagonal of the Gauss-Newton matrix (the one diagonal kernel).
+@numba.njit(cache=True, nogil=True)
+def gn_diagonal_rows(r0, r1, indptr, cols, F, regw, regbw, biases, data_term, dF, db):
+    r"""Rows ``r0:r1`` of one side of the diagonal of the Gauss-Newton matrix (the one diagonal kernel).
 
     :math:`dF_{ua} = \sum_{i\in\Omega_u} q_{ia}^2 + \mathrm{regw}_u` (the data sum first,
     then the penalty) and :math:`db_u = n_u + \mathrm{regbw}_u` (with ``biases``;
@@ -220,24 +223,32 @@ def gn_diagonal_side(chunks, indptr, cols, F, regw, regbw, biases, data_term, dF
     (:math:`\lambda_f w_u`, :math:`\lambda_b w_u`).  With ``data_term=False`` only the
     penalty is written (the sign loss: its bilinear term has a zero diagonal).  The exact
     Hessian of the squared loss has the same diagonal (its residual term couples ``p_u``
-    with ``q_i`` only).  Rows are independent: the result does not depend on ``chunks``.
+    with ``q_i`` only).  Serial: small problems call it for all rows, :func:`gn_diagonal_side`
+    runs it over chunks in parallel; rows are independent, so both give the same result.
     """
     k = F.shape[1]
     zero = dF.dtype.type(0)
+    for row in range(r0, r1):
+        for a in range(k):
+            dF[row, a] = zero
+        if data_term:
+            for j in range(indptr[row], indptr[row + 1]):
+                q = cols[j]
+                for a in range(k):
+                    dF[row, a] += F[q, a] * F[q, a]
+        for a in range(k):
+            dF[row, a] += regw[row]
+        if biases:
+            cnt = dF.dtype.type(indptr[row + 1] - indptr[row]) if data_term else zero
+            db[row] = cnt + regbw[row]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def gn_diagonal_side(chunks, indptr, cols, F, regw, regbw, biases, data_term, dF, db):
+    """:func:`gn_diagonal_rows` over the row chunks ``chunks[c]:chunks[c + 1]`` in parallel (the
+    result does not depend on ``chunks``)."""
     for c in numba.prange(chunks.shape[0] - 1):
-        for row in range(chunks[c], chunks[c + 1]):
-            for a in range(k):
-                dF[row, a] = zero
-            if data_term:
-                for j in range(indptr[row], indptr[row + 1]):
-                    q = F[cols[j]]
-                    for a in range(k):
-                        dF[row, a] += q[a] * q[a]
-            for a in range(k):
-                dF[row, a] += regw[row]
-            if biases:
-                cnt = dF.dtype.type(indptr[row + 1] - indptr[row]) if data_term else zero
-                db[row] = cnt + regbw[row]
+        gn_diagonal_rows(chunks[c], chunks[c + 1], indptr, cols, F, regw, regbw, biases, data_term, dF, db)
 
 
 def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db) -> None:
@@ -248,7 +259,10 @@ def gn_diagonal(indptr, cols, F, w, reg_f, reg_b, biases, chunks, dF, db) -> Non
     the products rounded as the kernel used to round them in place.
     """
     dt = dF.dtype.type
-    gn_diagonal_side(chunks, indptr, cols, F, dt(reg_f) * w, dt(reg_b) * w, biases, True, dF, db)
+    if int(indptr[-1]) >= PARALLEL_MIN_RATINGS:
+        gn_diagonal_side(chunks, indptr, cols, F, dt(reg_f) * w, dt(reg_b) * w, biases, True, dF, db)
+    else:  # the same values (rows are independent), no prange to compile for a small problem
+        gn_diagonal_rows(0, indptr.shape[0] - 1, indptr, cols, F, dt(reg_f) * w, dt(reg_b) * w, biases, True, dF, db)
 
 
 #: Ratings per panel of the ALS Gram accumulation (:func:`_gram_panel`): the panel's transposed

@@ -41,9 +41,21 @@ def _prediction(P, Q, b, c, mu, use_biases, u, i):
     return mu + acc
 
 
+#: :func:`predict_codes` runs on the calling thread below this many predictions: each one is
+#: independent, so the values are the same, and a validation set of a few thousand ratings
+#: scored every iteration of a small fit does not compile a ``prange`` kernel (about 1 s).
+PREDICT_PARALLEL_MIN = 1 << 16
+
+
 @numba.njit(parallel=True, **_OPTS)
 def _predict(users, items, P, Q, b, c, mu, use_biases, out):
     for j in numba.prange(users.shape[0]):
+        out[j] = _prediction(P, Q, b, c, mu, use_biases, users[j], items[j])
+
+
+@numba.njit(**_OPTS)
+def _predict_serial(users, items, P, Q, b, c, mu, use_biases, out):
+    for j in range(users.shape[0]):
         out[j] = _prediction(P, Q, b, c, mu, use_biases, users[j], items[j])
 
 
@@ -93,7 +105,8 @@ def predict_codes(users, items, P, Q, b=None, c=None, mu: float = 0.0) -> np.nda
     """
     out = np.empty(users.shape[0], dtype=np.float64)
     use_biases, b, c = _bias_args(P, b, c)
-    _predict(users, items, P, Q, b, c, float(mu), use_biases, out)
+    kernel = _predict if users.shape[0] >= PREDICT_PARALLEL_MIN else _predict_serial
+    kernel(users, items, P, Q, b, c, float(mu), use_biases, out)
     return out
 
 

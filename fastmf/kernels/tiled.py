@@ -50,13 +50,16 @@ losses of these choices and of the tile shape: ``docs/performance.md``
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 from numba import prange
 
 from .coo import _reg_rows, _hessp_init
 
-__all__ = ["tile_shape", "build_tiles", "grad_tiled", "hessp_tiled", "side_grad_tiled", "side_hessp_tiled"]
+__all__ = ["tile_shape", "build_tiles", "grad_tiled", "hessp_tiled", "side_grad_tiled", "side_hessp_tiled",
+           "serial_layout", "grad_serial", "hessp_serial"]
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 _FAST = {"reassoc", "contract"}
@@ -558,6 +561,71 @@ def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u,
     _hessp_data(tiles["seg_bounds"], tiles["seg_user"], tiles["seg_ptr"], tiles["items"], tiles["values"],
                 P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, bufQ, bufc, rows)
     _finish_items(ichunks, dQ, dc, regw_i, regbw_i, use_biases, bufQ, bufc, hQ, hc, np.empty(0), False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Small problems: the same data passes on the calling thread, one block, no tiles
+# ---------------------------------------------------------------------------------------------------------------------
+# Below ``fastmf.objective.PARALLEL_MIN_RATINGS`` ratings the objective runs the data passes above
+# on the calling thread, over the canonical (user, item) order: one block, one segment per user
+# (the factors fit in cache, so tiling buys nothing), the item side scattered straight into the
+# output (which holds the penalty part already), no buffers.  The passes are *serial twins* of
+# ``_grad_data`` and ``_hessp_data``: the same Python functions compiled without ``parallel=True``
+# (``prange`` then runs as ``range``), under their own names so that numba caches them apart.  A
+# first fit then compiles two serial functions instead of seven parallel ones (docs/performance.md,
+# "Cold start").  The parallel kernels keep their loop inside the ``prange`` body: moved into a
+# called function (even one inlined by numba) they ran 1.3-1.6x slower at the ML-20M shape.
+
+
+def _serial_twin(kernel, doc: str):
+    """``kernel``'s Python function compiled without ``parallel=True``, named ``<name>_serial``
+    (its own numba cache entry: the cache is keyed by the function's qualified name)."""
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    twin.__module__ = f.__module__
+    twin.__doc__ = doc
+    return numba.njit(fastmath=_FAST, **_OPTS)(twin)
+
+
+_grad_data_serial = _serial_twin(_grad_data, "_grad_data on the calling thread (see the section comment).")
+_hessp_data_serial = _serial_twin(_hessp_data, "_hessp_data on the calling thread (see the section comment).")
+
+
+def serial_layout(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray) -> dict:
+    """The canonical triplets as one block of per-user segments, for :func:`grad_serial` and
+    :func:`hessp_serial` (no copy: views of the arrays given)."""
+    m = user_indptr.shape[0] - 1
+    return {"seg_bounds": np.array([0, m], dtype=np.int64), "seg_user": np.arange(m, dtype=np.int32),
+            "seg_ptr": user_indptr, "items": items, "values": vals}
+
+
+def grad_serial(layout, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign, gP, gQ, gb, gc,
+                rows) -> float:
+    """Loss and full gradient on the calling thread over :func:`serial_layout`; returns the loss.
+
+    The penalties are written first (``G = λ w P``, ``λ w Q``), then one pass of
+    :func:`_grad_data`'s serial twin adds the data terms, the item side into ``gQ``/``gc`` directly.
+    ``rows`` (1, >= k) is scratch.  The loss is the penalties' sum plus the data loss,
+    in float64.  Same maths as :func:`grad_tiled`; the summation order differs.
+    """
+    pen = _reg_rows(0, P.shape[0], P, b, regw_u, regbw_u, use_biases, gP, gb)
+    pen += _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
+    data = np.empty(1)
+    _grad_data_serial(layout["seg_bounds"], layout["seg_user"], layout["seg_ptr"], layout["items"], layout["values"],
+                      P, Q, b, c, mu, use_biases, sign, gP, gb, True, gQ[None], gc[None], rows, data)
+    return float(pen) + float(data[0])
+
+
+def hessp_serial(layout, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, mode,
+                 hP, hQ, hb, hc, rows) -> None:
+    """Hessian-vector product on the calling thread over :func:`serial_layout`; writes
+    ``hP, hQ, hb, hc`` (penalty part first, then :func:`_hessp_segments`, the item side
+    straight into ``hQ``/``hc``, by :func:`_hessp_data`'s serial twin).  Same maths as :func:`hessp_tiled`."""
+    _hessp_init(0, P.shape[0], dP, db, regw_u, regbw_u, use_biases, hP, hb)
+    _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
+    _hessp_data_serial(layout["seg_bounds"], layout["seg_user"], layout["seg_ptr"], layout["items"], layout["values"],
+                       P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, hQ[None], hc[None], rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
