@@ -13,6 +13,11 @@ warm numba cache (one untimed warm-up fit per solver first).
     python -m bench.stopping                          # ml-latest-small 90/10 and ml-100k u1..u5
     python -m bench.stopping --datasets ml-latest-small --solvers newton
     python -m bench.stopping --datasets synthetic-ml-10m --scale 0.1
+    python -m bench.stopping --newton-rule            # estimator default: ftol 1e-5 -> 2e-4 (below)
+
+``--newton-rule`` compares, for the estimator's default Newton-CG fit (no validation set), the
+float32 loss-stall rule of release 0.2.0 (``ftol=1e-5`` for 3 steps once ``|g| <= 1e-3 |g0|``)
+with today's (``ftol=2e-4``, ``1e-2``): test RMSE, iterations and fit seconds per dataset.
 """
 
 from __future__ import annotations
@@ -69,16 +74,38 @@ def fit_after(solver, train, test, validation_size=0.05, patience=5, refit=5):
     return m.evaluate(test)["rmse"], time.perf_counter() - t0, nit
 
 
+def fit_newton_rule(rule, train, test):
+    """The estimator's default Newton-CG fit under the 0.2.0 ("before") or today's stall rule."""
+    import fastmf.solvers.newton as newton
+    from fastmf import MatrixFactorization
+
+    stall_gtol = newton.STALL_GTOL
+    opts = {}
+    if rule == "before":
+        newton.STALL_GTOL, opts = 1e-3, {"ftol": 1e-5, "ftol_iter": 3}
+    try:
+        m = MatrixFactorization(solver="newton", rank=32, random_state=0, progress=False, solver_options=opts)
+        t0 = time.perf_counter()
+        m.fit(train)
+        return m.evaluate(test)["rmse"], time.perf_counter() - t0, m.n_iter_
+    finally:
+        newton.STALL_GTOL = stall_gtol
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["ml-latest-small", "ml-100k"])
     ap.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS)
     ap.add_argument("--data-home", default=os.environ.get("FASTMF_TEST_DATA"))
     ap.add_argument("--scale", type=float, default=0.1, help="scale of synthetic-* presets")
+    ap.add_argument("--newton-rule", action="store_true",
+                    help="only the estimator's default Newton fit: 0.2.0's loss-stall rule against today's")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from fastmf._warmup import warmup
 
+    if args.newton_rule:
+        args.solvers = ["newton"]
     warmup(args.solvers)
     rows = []
     for name in args.datasets:
@@ -86,8 +113,12 @@ def main(argv=None) -> int:
         for solver in args.solvers:
             res = {"before": [], "after": []}
             for train, test in splits:
-                res["before"].append(fit_before(solver, train, test))
-                res["after"].append(fit_after(solver, train, test))
+                if args.newton_rule:
+                    res["before"].append(fit_newton_rule("before", train, test))
+                    res["after"].append(fit_newton_rule("after", train, test))
+                else:
+                    res["before"].append(fit_before(solver, train, test))
+                    res["after"].append(fit_after(solver, train, test))
             b, a = (np.array(res[k], dtype=float) for k in ("before", "after"))
             label = name + (" (u1..u5 mean)" if len(splits) > 1 else "")
             rows.append([label, solver, f"{b[:, 0].mean():.4f}", f"{a[:, 0].mean():.4f}",

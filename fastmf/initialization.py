@@ -170,6 +170,14 @@ def initial_factors(
         U, s, Vt = svds(A, k=k, v0=v0)
     except (ArpackNoConvergence, ArpackError) as exc:  # pragma: no cover - depends on ARPACK
         raise ValueError(f"init='svd': ARPACK failed for rank {k} ({exc}); use init='random'") from exc
+    # A singular pair is defined up to sign, and which sign ARPACK returns depends on the
+    # machine's BLAS/LAPACK and instruction set (seen: the same seed gave opposite signs on two
+    # CPUs).  Fix it as scikit-learn's ``svd_flip`` does: the largest-|.| entry of each left
+    # vector is positive, so the start is the same everywhere up to round-off.
+    signs = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
+    signs[signs == 0] = 1.0
+    U = U * signs
+    Vt = Vt * signs[:, None]
     mean_s = float(s.mean())
     d = np.sqrt(np.maximum(s, 0.0) / mean_s)
     P0 = U * (scale * np.sqrt(m / k) * d)

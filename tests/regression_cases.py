@@ -56,3 +56,20 @@ def fit_case(spec: dict, train, test) -> dict[str, np.ndarray]:
         out["val_rmse"] = np.array([np.nan if v is None else v for v in val], dtype=np.float64)
     out["pred"] = m.predict(test.user_ids[test.users][:200], test.item_ids[test.items][:200])
     return out
+
+
+#: Key of the pinning host's identity in ``pins.npz``.
+HOST_KEY = "__host__"
+
+
+def host_identity() -> str:
+    """The CPU that numba compiles for: LLVM's host CPU name and its feature string.
+
+    numba compiles for the host CPU, so fused multiply-adds and vector widths -- and the
+    last bits of a fit -- can differ between CPUs; bit-identity is only promised on the CPU
+    that wrote the pins.
+    """
+    import llvmlite.binding as ll
+
+    return f"{ll.get_host_cpu_name()} {ll.get_host_cpu_features().flatten()}"
+

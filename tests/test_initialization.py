@@ -227,3 +227,25 @@ def test_estimator_init_scale_given_twice(rng):
                             solver_options={"init_scale": 0.01})
     with pytest.raises(ValueError, match="init_scale is given twice"):
         m.fit(R)
+
+
+def test_svd_start_does_not_depend_on_the_sign_arpack_returns(rng, monkeypatch):
+    """A singular pair is defined up to sign, and ARPACK's choice varies between machines;
+    the start is canonicalised (largest-|.| entry of each left vector positive)."""
+    import scipy.sparse.linalg as spla
+
+    R = _ratings(rng)
+    real_svds = spla.svds
+    P, Q = initial_factors(R, 4, "svd", 0.3, random_state=3)
+    flips = np.array([1.0, -1.0, -1.0, 1.0])
+
+    def flipped_svds(A, k, v0):
+        U, s, Vt = real_svds(A, k=k, v0=v0)
+        return U * flips, s, Vt * flips[:, None]
+
+    monkeypatch.setattr(spla, "svds", flipped_svds)
+    P2, Q2 = initial_factors(R, 4, "svd", 0.3, random_state=3)
+    np.testing.assert_allclose(P2, P, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(Q2, Q, rtol=0, atol=1e-14)
+    col = np.argmax(np.abs(P), axis=0)
+    assert np.all(P[col, np.arange(4)] > 0)

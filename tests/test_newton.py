@@ -120,9 +120,11 @@ def test_block_jacobi_needs_fewer_cg_steps_than_none(rng):
 def test_float32_objective(rng):
     r = random_ratings(rng, dtype=np.float32)
     obj = MFObjective(r, 3, reg=1.0, dtype=np.float32)
-    res = newton_cg(obj, random_state=0, tol=1e-4, max_iter=200, progress=False)
+    # ftol=0: the float32 loss-stall rule would end this slow problem earlier (at ~5e-3 of the
+    # first gradient); what is tested here is that float32 arithmetic reaches the gradient test
+    res = newton_cg(obj, random_state=0, tol=1e-4, ftol=0, max_iter=300, progress=False)
     assert res.x.dtype == np.float32
-    assert res.status in (Status.GTOL, Status.FTOL, Status.TRUST_RADIUS), res.message
+    assert res.status in (Status.GTOL, Status.TRUST_RADIUS), res.message
     assert res.grad_norm <= 1e-3 * res.history[0]["grad_norm"]
 
 

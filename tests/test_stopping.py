@@ -12,6 +12,7 @@ from fastmf.data.splits import train_test_split
 from fastmf.objective import MFObjective
 from fastmf.solvers import Status, als, newton_cg, sgd
 from fastmf.solvers._base import DEFAULT_PATIENCE, RunOptions
+from fastmf.solvers.newton import FTOL_FLOAT32, FTOL_ITER_FLOAT32, STALL_GTOL
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,17 @@ def test_default_float32_newton_stops_on_stalled_loss(small):
     obj = MFObjective(r, 32, reg=0.1, dtype=np.float32, hessian="exact")  # the CLI's rank
     res = newton_cg(obj, random_state=0, progress=False, max_iter=300)
     assert res.status is Status.FTOL, res.message
-    assert "for 3 consecutive steps" in res.message and "ftol=1e-05" in res.message
+    assert FTOL_FLOAT32 == 2e-4 and FTOL_ITER_FLOAT32 == 3
+    assert "for 3 consecutive steps" in res.message and "ftol=0.0002" in res.message
     rel = [(a["loss"] - b["loss"]) / max(abs(a["loss"]), abs(b["loss"]), 1.0)
            for a, b in zip(res.history[:-1], res.history[1:])]
-    assert all(d <= 1e-5 for d in rel[-3:])
-    # the old rule (one step under 1e-7) runs longer to no better test of the stall
-    old = newton_cg(obj, random_state=0, progress=False, max_iter=300, ftol=1e-7, ftol_iter=1)
-    assert old.nit >= res.nit
+    assert all(d <= FTOL_FLOAT32 for d in rel[-3:])
+    assert not all(d <= FTOL_FLOAT32 for d in rel[-4:-1])  # it stopped at the first such run of 3
+    assert res.history[-1]["grad_norm"] <= STALL_GTOL * res.history[0]["grad_norm"]
+    # the earlier rules (1e-5 for 3 steps; one step under 1e-7) run longer
+    for ftol, ftol_iter in ((1e-5, 3), (1e-7, 1)):
+        old = newton_cg(obj, random_state=0, progress=False, max_iter=300, ftol=ftol, ftol_iter=ftol_iter)
+        assert old.nit > res.nit
 
 
 def test_ftol_iter_is_validated(small):

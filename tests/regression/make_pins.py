@@ -23,12 +23,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from regression_cases import CASES, fit_case, load_split  # noqa: E402
+from regression_cases import CASES, HOST_KEY, fit_case, host_identity, load_split  # noqa: E402
 
 
 def main() -> None:
     train, test = load_split()
-    out = {}
+    out = {HOST_KEY: np.array(host_identity())}
     for name, spec in CASES.items():
         arrays = fit_case(spec, train, test)
         for key, value in arrays.items():

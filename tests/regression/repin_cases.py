@@ -6,6 +6,10 @@ Run from the repository root (so that the ``fastmf`` of this tree is imported)::
 
 It prints, for every re-pinned array, whether it moved and by how much (the largest absolute
 change over the largest absolute value): put that in the commit message.
+
+The pins are bit-identical only on the CPU that wrote them (its identity is stored in
+``pins.npz``).  On another CPU, re-pin every case at once (``--all``): a file must not mix
+two CPUs' bits.
 """
 
 import os
@@ -20,17 +24,25 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("FASTMF_TEST_DATA", str(ROOT.parent / "shared" / "data"))
 
-from regression_cases import CASES, fit_case, load_split  # noqa: E402
+from regression_cases import CASES, HOST_KEY, fit_case, host_identity, load_split  # noqa: E402
 names = sys.argv[1:]
+if names == ["--all"]:
+    names = sorted(CASES)
 if not names or any(n not in CASES for n in names):
-    sys.exit(f"usage: repin_cases.py CASE [CASE ...]; cases: {sorted(CASES)}")
+    sys.exit(f"usage: repin_cases.py CASE [CASE ...] | --all; cases: {sorted(CASES)}")
 train, test = load_split()
 with np.load(HERE / "pins.npz") as z:
     pins = {k: z[k] for k in z.files}
+host = host_identity()
+pinned_on = str(pins[HOST_KEY]) if HOST_KEY in pins else None
+if pinned_on != host and set(names) != set(CASES):
+    sys.exit(f"the pins were written on another CPU ({pinned_on!r}); this one is {host!r}: "
+             "re-pin every case at once with --all")
+pins[HOST_KEY] = np.array(host)
 for name in names:
     arrays = fit_case(CASES[name], train, test)
     for key, value in arrays.items():
-        old = pins[f"{name}/{key}"]
+        old = pins.get(f"{name}/{key}", np.empty(0))
         same = np.array_equal(old, value)
         rel = float("nan")
         if old.size and old.shape == value.shape:
