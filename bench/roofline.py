@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -122,7 +123,9 @@ class _Variant:
         obj._dir[:] = rng.normal(scale=0.1, size=obj.n_params)
         self.n_threads = n_threads
         with self.threading.thread_limit(n_threads, limit_blas=False) as nt:
-            self.tiles = obj._tiles(nt)
+            # older trees (--baseline) cut one block per thread of the call: _tiles(n_threads)
+            takes_nt = len(inspect.signature(obj._tiles).parameters) > 0
+            self.tiles = obj._tiles(nt) if takes_nt else obj._tiles()
         self.nb = len(self.tiles["ubounds"]) - 1
         self.bufs = obj._coo_bufs(self.nb)
         for mode in (0, 1):

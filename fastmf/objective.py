@@ -76,11 +76,13 @@ of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
 ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
 and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
 the ratings in another order and agree to rounding).  With ``format="coo"`` the users
-are cut into one block per thread by default, each with its own item buffer added in
-block order: bit-identical for a given thread count, equal to rounding otherwise
-(1e-12 relative in float64).  With ``coo_blocks=B`` (or :data:`DEFAULT_COO_BLOCKS`)
-the blocks are fixed and the threads take them: bit-identical at any thread count
-(``tests/test_thread_determinism.py``), at a cost (see ``coo_blocks``).
+are cut into fixed blocks, each with its own item buffer added in block order, and the
+threads of a call take the blocks: one block per thread of numba's pool
+(``NUMBA_NUM_THREADS``, fixed for the process) by default, or ``coo_blocks=B`` (or
+:data:`DEFAULT_COO_BLOCKS`).  Results are bit-identical whatever ``n_threads`` or
+``numba.set_num_threads`` says (``tests/test_thread_determinism.py``); with the default,
+a process started with another ``NUMBA_NUM_THREADS`` agrees to rounding (1e-12 relative
+in float64), and ``coo_blocks=B`` makes even that bit-identical.
 
 *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
 canonical triplets, 12 bytes (user and item codes, value), are shared with the
@@ -96,7 +98,7 @@ builds (once, kept by the Ratings: 16 bytes per rating).
 The kernels themselves allocate nothing per rating; per row the objective keeps
 about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
 diagonal) and, for parallel COO, ``n_blocks * n_items * (k + 1)`` buffer floats
-(``n_blocks``: the thread count, or ``coo_blocks``).
+(``n_blocks``: numba's pool size, or ``coo_blocks``).
 """
 
 from __future__ import annotations
@@ -126,9 +128,10 @@ __all__ = ["MFObjective", "PARALLEL_MIN_RATINGS"]
 
 _HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign", "exact"): 2}
 
-#: Default of ``MFObjective(coo_blocks=...)``: ``None``, one user block per thread (fastest).
-#: Set it to an int (e.g. :data:`COO_BLOCKS`) to make every objective built afterwards,
-#: including the estimator's Newton-CG one, independent of the thread count.
+#: Default of ``MFObjective(coo_blocks=...)``: ``None``, one user block per thread of numba's
+#: pool (``NUMBA_NUM_THREADS``).  Set it to an int (e.g. :data:`COO_BLOCKS`) to make every
+#: objective built afterwards, including the estimator's Newton-CG one, independent of the
+#: pool size too.
 DEFAULT_COO_BLOCKS: int | None = None
 #: The suggested fixed block count (memory: that many ``n_items x (rank + 1)`` buffers).
 COO_BLOCKS = 16
@@ -201,8 +204,8 @@ class MFObjective:
         ``"coo"``: one fused pass over the canonical triplets (sorted by user, so each
         user's run is contiguous): every rating's residual (or Hessian term) is computed
         once, the user's row is accumulated in registers/L1 and written once, the item
-        side is scattered into one buffer per user block (one block per thread, or
-        ``coo_blocks``), reduced in block order.
+        side is scattered into one buffer per user block (one block per thread of numba's
+        pool, or ``coo_blocks``), reduced in block order.
         ``"csr"``: a user-major pass over the canonical triplets and an item-major pass
         over the item-major copy (built once, lazily, in the Ratings object), each
         recomputing the residuals (DESIGN §3).  ``"coo"`` is the default because it is
@@ -227,15 +230,18 @@ class MFObjective:
         serial below, where the serial kernels are about as fast and compile in a
         fraction of the time; serial results are the same at any ``n_threads``.
     coo_blocks : int or None
-        User blocks of the parallel COO kernels.  ``None`` (default:
-        :data:`DEFAULT_COO_BLOCKS`, itself ``None``): one block per thread of the call,
-        fastest, but the item-side sums then depend on the thread count.  An int ``B``:
-        ``B`` blocks balanced by rating count (at most ``n_users``), each with its own
-        item buffer added in block order, taken by however many threads run; results are
-        bit-identical at any thread count.  Costs ``B * n_items * (rank + 1)`` buffer
-        floats (``B = 16``: 56 MB at the ML-20M shape, rank 32, float32) and time: about
-        +7-30% per loss+gradient and Hessian product at 2 threads, ``B = 16`` vs 2
-        (4M-rating ML-20M-shaped set, rank 32; noisy, loaded machine).
+        User blocks of the parallel COO kernels, balanced by rating count (at most
+        ``n_users``), each with its own item buffer added in block order and taken by
+        however many threads a call runs, so results are bit-identical at any ``n_threads``.
+        ``None`` (default: :data:`DEFAULT_COO_BLOCKS`, itself ``None``): one block per
+        thread of numba's pool (``numba.config.NUMBA_NUM_THREADS``, fixed for the
+        process): at full threads the fastest cut, and with fewer threads no slower
+        (1 thread on 2 blocks: 0.97-1.0 of 1 thread on 1 block, ``docs/performance.md``).
+        An int ``B`` also fixes the cut across processes with different pool sizes.  Costs
+        ``B * n_items * (rank + 1)`` buffer floats (``B = 16``: 56 MB at the ML-20M
+        shape, rank 32, float32) and time when ``B`` exceeds the threads: at 2 threads,
+        ``B = 4`` about +2 %, ``B = 8`` +9-15 %, ``B = 16`` +25-32 % per loss+gradient and
+        Hessian product (5M-rating ML-20M-shaped set, rank 32).
 
     Attributes
     ----------
@@ -304,7 +310,10 @@ class MFObjective:
         self._hmode = _HESSP_MODE[(self.loss, self.hessian)]
 
         max_threads = numba.config.NUMBA_NUM_THREADS
-        self._coo_blocks = None if coo_blocks is None else max(1, min(coo_blocks, m))
+        # the user blocks of the parallel COO kernels: given, or one per thread of numba's pool
+        # (fixed for the process), never the thread count of a call, so that results do not
+        # depend on ``n_threads`` (issue #14 item 6)
+        self._coo_blocks = max(1, min(max_threads if coo_blocks is None else coo_blocks, m))
         self._n_chunks = max(32, 16 * max_threads)
         self._user_chunks = balanced_chunks(R.user_indptr, self._n_chunks)
         if self.format == "csr":
@@ -461,15 +470,14 @@ class MFObjective:
             b = c = self._dummy
         return P, Q, b, c
 
-    def _tiles(self, n_threads: int) -> dict:
-        """The tiled copy of the ratings (built on first use, one kept), cut into
-        ``coo_blocks`` user blocks, or ``n_threads`` when ``coo_blocks`` is None.
+    def _tiles(self) -> dict:
+        """The tiled copy of the ratings (built on first use, kept), cut into the fixed
+        user blocks (``coo_blocks``, or numba's thread-pool size when it is None).
 
         See :mod:`fastmf.kernels.tiled`: 8 bytes per rating in float32 (12 in float64)
-        plus 12 per (user, item tile) segment; rebuilt (O(nnz), parallel) only when the
-        block count changes (with ``coo_blocks=None``: the thread count).
+        plus 12 per (user, item tile) segment, built once (O(nnz), parallel).
         """
-        nb = n_threads if self._coo_blocks is None else self._coo_blocks
+        nb = self._coo_blocks
         if self._tile_cache is None or self._tile_cache[0] != nb:
             R = self.ratings
             ubounds = balanced_chunks(R.user_indptr, nb)
@@ -560,8 +568,8 @@ class MFObjective:
                                        self._item_parts)
             loss = lu + li
         elif self.parallel:
-            with thread_limit(self.n_threads, limit_blas=False) as nt:
-                tiles = self._tiles(nt)
+            with thread_limit(self.n_threads, limit_blas=False):
+                tiles = self._tiles()
                 bufQ, bufc, parts, rows = self._coo_bufs(len(tiles["ubounds"]) - 1)
                 loss = _tiled.grad_tiled(tiles, self._item_chunks, P, Q, b, c, mu, self._regw_u, self._regbw_u,
                                          self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc, bufQ, bufc, rows,
@@ -634,8 +642,8 @@ class MFObjective:
             _csr.hessp_side_serial(self._item_chunks, self._item_indptr, self._item_users, self._item_vals, Q, P, dQ,
                                    dP, c, b, dc, db, mu, self._regw_i, self._regbw_i, ub, mode, hQ, hc)
         elif self.parallel:
-            with thread_limit(self.n_threads, limit_blas=False) as nt:
-                tiles = self._tiles(nt)
+            with thread_limit(self.n_threads, limit_blas=False):
+                tiles = self._tiles()
                 bufQ, bufc, _, rows = self._coo_bufs(len(tiles["ubounds"]) - 1)
                 _tiled.hessp_tiled(tiles, self._item_chunks, P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u,
                                    self._regbw_u, self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc, bufQ, bufc,

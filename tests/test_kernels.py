@@ -380,7 +380,7 @@ def test_objective_with_many_tiles_matches_reference(monkeypatch, fmt, dtype, n_
                                   (False, "sign", "exact", "uniform")]:
         obj, *_ = compare_to_reference(R, 3, dtype, fmt, True, biases, w, loss, hess,
                                       obj_kw=dict(n_threads=n_threads))
-        for T in ([obj._tiles(n_threads)] if fmt == "coo" else obj._csr_tiles()):
+        for T in ([obj._tiles()] if fmt == "coo" else obj._csr_tiles()):
             assert T["tile_items"] == 64 and T["tile_users"] == 64
             assert len(T["seg_user"]) > len(T["ubounds"])  # rows really are split over tiles
 
