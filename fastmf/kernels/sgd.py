@@ -263,14 +263,26 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
     """SGD updates for ratings ``start..stop-1`` of the block-major arrays, in order.
 
     Returns the float64 sum of the squared pre-update residuals ``e^2`` (the running
-    loss of the range).  Rows of the rating ``PREFETCH_DISTANCE`` ahead are prefetched.
+    loss of the range).  Every rating's rows are prefetched ``PREFETCH_DISTANCE``
+    ratings ahead.
+
+    Two at a time: when ratings ``j`` and ``j + 1`` share neither their user nor their
+    item, neither update reads a row the other writes, so both residuals are computed
+    first and the two updates run interleaved in one loop over the factors.  That is the
+    same sequence of updates as one after the other, with the same operations on each
+    row in the same order, but it gives the CPU two independent dependency chains (the
+    loop is bound by latency, not arithmetic).  When they share a row, rating ``j`` is
+    updated alone and the pairing resumes at ``j + 1``.
     """
     k = P.shape[1]
     zero = lr - lr
     last = k - 1
     acc = 0.0
     ahead = stop - PREFETCH_DISTANCE
-    for j in range(start, stop):
+    j = start
+    while j < stop:
+        # prefetch rating j + PREFETCH_DISTANCE; a pair also prefetches the one after it, so
+        # every rating is prefetched once, the same distance ahead, in either path
         if j < ahead:
             un = bu[j + PREFETCH_DISTANCE]
             iq = bi[j + PREFETCH_DISTANCE]
@@ -282,6 +294,111 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
             _prefetch(AI, iq, 0)
         u = bu[j]
         i = bi[j]
+        if j + 1 < stop and bu[j + 1] != u and bi[j + 1] != i:
+            # ---- pair (j, j + 1) on disjoint rows
+            if j + 1 < ahead:
+                un = bu[j + 1 + PREFETCH_DISTANCE]
+                iq = bi[j + 1 + PREFETCH_DISTANCE]
+                _prefetch(P, un, 0)
+                _prefetch(P, un, last)
+                _prefetch(Q, iq, 0)
+                _prefetch(Q, iq, last)
+                _prefetch(AU, un, 0)
+                _prefetch(AI, iq, 0)
+            v = bu[j + 1]
+            h = bi[j + 1]
+            dot = zero
+            dot2 = zero
+            for f in range(k):
+                dot += P[u, f] * Q[i, f]
+                dot2 += P[v, f] * Q[h, f]
+            pred = mu + dot
+            pred2 = mu + dot2
+            if use_biases:
+                pred += AU[u, 0] + AI[i, 0]
+                pred2 += AU[v, 0] + AI[h, 0]
+            e = bv[j] - pred
+            e2 = bv[j + 1] - pred2
+            acc += np.float64(e) * np.float64(e)
+            acc += np.float64(e2) * np.float64(e2)
+            su = AU[u, 3]
+            si = AI[i, 3]
+            sv = AU[v, 3]
+            sh = AI[h, 3]
+            ru = reg * su
+            ri = reg * si
+            rv = reg * sv
+            rh = reg * sh
+            if adaptive:
+                etp = lr / np.sqrt(AU[u, 1])
+                etq = lr / np.sqrt(AI[i, 1])
+                etp2 = lr / np.sqrt(AU[v, 1])
+                etq2 = lr / np.sqrt(AI[h, 1])
+                gpp = zero
+                gqq = zero
+                gpp2 = zero
+                gqq2 = zero
+                for f in range(k):
+                    pf = P[u, f]
+                    qf = Q[i, f]
+                    gp = ru * pf - e * qf
+                    gq = ri * qf - e * pf
+                    P[u, f] = pf - etp * gp
+                    Q[i, f] = qf - etq * gq
+                    gpp += gp * gp
+                    gqq += gq * gq
+                for f in range(k):
+                    pf2 = P[v, f]
+                    qf2 = Q[h, f]
+                    gp2 = rv * pf2 - e2 * qf2
+                    gq2 = rh * qf2 - e2 * pf2
+                    P[v, f] = pf2 - etp2 * gp2
+                    Q[h, f] = qf2 - etq2 * gq2
+                    gpp2 += gp2 * gp2
+                    gqq2 += gq2 * gq2
+                AU[u, 1] += gpp * inv_k
+                AI[i, 1] += gqq * inv_k
+                AU[v, 1] += gpp2 * inv_k
+                AI[h, 1] += gqq2 * inv_k
+                if use_biases:
+                    b_u = AU[u, 0]
+                    c_i = AI[i, 0]
+                    b_v = AU[v, 0]
+                    c_h = AI[h, 0]
+                    gb = reg_b * su * b_u - e
+                    gc = reg_b * si * c_i - e
+                    gb2 = reg_b * sv * b_v - e2
+                    gc2 = reg_b * sh * c_h - e2
+                    AU[u, 0] = b_u - lr / np.sqrt(AU[u, 2]) * gb
+                    AI[i, 0] = c_i - lr / np.sqrt(AI[i, 2]) * gc
+                    AU[v, 0] = b_v - lr / np.sqrt(AU[v, 2]) * gb2
+                    AI[h, 0] = c_h - lr / np.sqrt(AI[h, 2]) * gc2
+                    AU[u, 2] += gb * gb
+                    AI[i, 2] += gc * gc
+                    AU[v, 2] += gb2 * gb2
+                    AI[h, 2] += gc2 * gc2
+            else:
+                for f in range(k):
+                    pf = P[u, f]
+                    qf = Q[i, f]
+                    pf2 = P[v, f]
+                    qf2 = Q[h, f]
+                    P[u, f] = pf + lr * (e * qf - ru * pf)
+                    Q[i, f] = qf + lr * (e * pf - ri * qf)
+                    P[v, f] = pf2 + lr * (e2 * qf2 - rv * pf2)
+                    Q[h, f] = qf2 + lr * (e2 * pf2 - rh * qf2)
+                if use_biases:
+                    b_u = AU[u, 0]
+                    c_i = AI[i, 0]
+                    b_v = AU[v, 0]
+                    c_h = AI[h, 0]
+                    AU[u, 0] = b_u + lr * (e - reg_b * su * b_u)
+                    AI[i, 0] = c_i + lr * (e - reg_b * si * c_i)
+                    AU[v, 0] = b_v + lr * (e2 - reg_b * sv * b_v)
+                    AI[h, 0] = c_h + lr * (e2 - reg_b * sh * c_h)
+            j += 2
+            continue
+        # ---- rating j alone (it shares a row with j + 1, or it is the last one)
         dot = zero
         for f in range(k):
             dot += P[u, f] * Q[i, f]
@@ -330,6 +447,7 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
                 c_i = AI[i, 0]
                 AU[u, 0] = b_u + lr * (e - reg_b * su * b_u)
                 AI[i, 0] = c_i + lr * (e - reg_b * si * c_i)
+        j += 1
     return acc
 
 
