@@ -62,8 +62,12 @@ def old_path(u, i, r):
 
 
 def _same(a, b) -> bool:
+    if (a.timestamps is None) != (b.timestamps is None):
+        return False
+    fields = ("users", "items", "values", "user_ids", "item_ids", "user_indptr")
+    fields += ("timestamps",) * (a.timestamps is not None)
     return all(np.array_equal(getattr(a, f), getattr(b, f)) and getattr(a, f).dtype == getattr(b, f).dtype
-               for f in ("users", "items", "values", "user_ids", "item_ids", "user_indptr"))
+               for f in fields)
 
 
 def compare_paths(n: int, repeat: int, strings: bool = False) -> dict:
@@ -131,7 +135,9 @@ def csv_load(n: int, folder: Path, repeat: int) -> None:
     from fastmf.data.movielens import load_movielens, load_ratings_file
 
     path = folder / "ml-25m" / "ratings.csv"
-    if not path.is_file() or sum(1 for _ in open(path, "rb")) != n + 1:
+    header = b"userId,movieId,rating,timestamp\n"  # unquoted, as GroupLens writes it
+    if not path.is_file() or open(path, "rb").read(len(header)) != header or \
+            sum(1 for _ in open(path, "rb")) != n + 1:
         path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(1)
         users = np.sort(rng.integers(1, 162_542, n))
@@ -147,18 +153,56 @@ def csv_load(n: int, folder: Path, repeat: int) -> None:
             keep[1:] = (users[1:] != users[:-1]) | (movies[1:] != movies[:-1])
         table = pa.table({"userId": users, "movieId": movies,
                           "rating": rng.integers(1, 11, n) / 2, "timestamp": rng.integers(789652009, 1574327703, n)})
-        pacsv.write_csv(table, str(path), pacsv.WriteOptions(quoting_style="none"))
+        with pa.OSFile(str(path), "wb") as out:  # pyarrow would quote the header
+            out.write(header)
+            pacsv.write_csv(table, out, pacsv.WriteOptions(quoting_style="none", include_header=False))
     size = path.stat().st_size / 2**20
-    for label, fn in (("load_ratings_file", lambda: load_ratings_file(path)),
-                      ("load_movielens", lambda: load_movielens("ml-25m", data_home=folder, download=False))):
-        fn()
-        best = np.inf
-        for _ in range(repeat):
+    from fastmf.data import _csv
+
+    def pyarrow_path(fn):
+        """``fn`` with the fast parser switched off: the former (pyarrow) reader."""
+        def run():
+            saved = _csv.FAST_CSV_MIN_BYTES
+            _csv.FAST_CSV_MIN_BYTES = 1 << 62
+            try:
+                return fn()
+            finally:
+                _csv.FAST_CSV_MIN_BYTES = saved
+        return run
+
+    readers = {
+        "load_movielens": lambda: load_movielens("ml-25m", data_home=folder, download=False),
+        "load_ratings_file": lambda: load_ratings_file(path),
+    }
+    runs = {"pyarrow.csv.read_csv": lambda: pacsv.read_csv(str(path)),
+            "_csv.read_movielens_csv": lambda: _csv.read_movielens_csv(path)}
+    for label, fn in readers.items():
+        runs[f"{label} old (pyarrow)"] = pyarrow_path(fn)
+        runs[f"{label} new"] = fn
+    results = {}
+    for label, fn in runs.items():  # warm: compile / load the numba cache, the page cache
+        results[label] = fn()
+    for label in readers:
+        assert _same(results[f"{label} new"], results[f"{label} old (pyarrow)"]), f"{label}: new and old differ"
+    nnz = results["load_movielens new"].nnz
+    results.clear()
+    best = dict.fromkeys(runs, np.inf)
+    for _ in range(repeat):  # interleaved, so both paths see the same machine load
+        for label, fn in runs.items():
             t = time.perf_counter()
-            r = fn()
-            best = min(best, time.perf_counter() - t)
-        print(f"{label}: {r.nnz:,} rows ({size:.0f} MiB) in {best:.2f} s = {r.nnz / best / 1e6:.1f} M rows/s; "
-              f"25,000,095 rows extrapolated: {25_000_095 * best / r.nnz:.1f} s")
+            out = fn()
+            best[label] = min(best[label], time.perf_counter() - t)
+            del out
+    print(f"uptime: {os.getloadavg()}")
+    for label, b in best.items():
+        print(f"{label}: {nnz:,} rows ({size:.0f} MiB) in {b:.2f} s = {nnz / b / 1e6:.1f} M rows/s; "
+              f"25,000,095 rows extrapolated: {25_000_095 * b / nnz:.1f} s")
+    for label in readers:
+        old, new = best[f"{label} old (pyarrow)"], best[f"{label} new"]
+        print(f"{label}: old {old:.2f} s, new {new:.2f} s, ratio {old / new:.2f}x")
+    print(f"parse alone: pyarrow.csv.read_csv {best['pyarrow.csv.read_csv']:.2f} s, fast parser "
+          f"{best['_csv.read_movielens_csv']:.2f} s, ratio "
+          f"{best['pyarrow.csv.read_csv'] / best['_csv.read_movielens_csv']:.2f}x")
 
 
 def main(argv=None) -> None:
