@@ -18,7 +18,8 @@ It accepts only what it can parse exactly, and returns ``None`` (the caller then
 the pyarrow reader on the same file, which gives today's result or today's error) for:
 
 * a first line that is not exactly ``userId,movieId,rating,timestamp`` (``\\n`` or
-  ``\\r\\n`` after it);
+  ``\\r\\n`` after it), or nothing after it (an empty body: pyarrow's own error, which
+  differs with and without a final newline, is kept);
 * any other byte than digits, ``,``, one ``.`` in the rating, and ``\\n`` or ``\\r\\n``
   line ends: quotes, signs, exponents, spaces, empty fields or lines, a bare ``\\r``;
 * a wrong number of fields;
@@ -252,11 +253,11 @@ def read_movielens_csv(path: str | os.PathLike, min_bytes: int | None = None):
     -------
     tuple of ndarray or None
         ``(users int32, items int32, ratings float64, timestamps int64)`` in file
-        order, possibly empty (a header-only file); ``None`` when the file is smaller
-        than ``min_bytes``, its first line is not exactly :data:`MOVIELENS_HEADER`, or
-        the body holds anything the parser does not handle (see the module
-        docstring).  ``None`` means: read the file with pyarrow, which gives the
-        same result or the error it always gave.
+        order; ``None`` when the file is smaller than ``min_bytes``, its first line is
+        not exactly :data:`MOVIELENS_HEADER`, it has no rows, or the body holds
+        anything the parser does not handle (see the module docstring).  ``None``
+        means: read the file with pyarrow, which gives the same result or the error it
+        always gave.
     """
     path = Path(path)
     limit = FAST_CSV_MIN_BYTES if min_bytes is None else min_bytes
@@ -267,6 +268,8 @@ def read_movielens_csv(path: str | os.PathLike, min_bytes: int | None = None):
         body = _header_end(mm, n)
         if body < 0:
             logger.debug("%s: first line is not %r; reading it with pyarrow", path, MOVIELENS_HEADER.decode())
+            return None
+        if body == n:  # no rows: pyarrow's error differs with and without a newline after the header
             return None
         res = _parse(mm, body, n)
     if isinstance(res, int):
