@@ -10,6 +10,7 @@ Run from the repository root::
     python -m bench.conversion                       # 1M, 4.5M and 18M synthetic ratings
     python -m bench.conversion --sizes 4500000 --memory
     python -m bench.conversion --csv 5000000         # + load_ratings_file/load_movielens on an ML-25M-layout CSV
+    python -m bench.conversion --sizes 18000000 --baseline-tree /work/main   # this tree against another checkout
 
 Synthetic data: ``users = rng.integers(0, 138_000, n)``, ``items = rng.integers(0,
 27_000, n)`` (int64, unsorted, duplicates dropped keeping the first occurrence, so the
@@ -205,6 +206,46 @@ def csv_load(n: int, folder: Path, repeat: int) -> None:
           f"{best['pyarrow.csv.read_csv'] / best['_csv.read_movielens_csv']:.2f}x")
 
 
+_TREE_CHILD = """
+import sys, time
+import numpy as np
+sys.path.insert(0, {tree!r})
+from bench.conversion import synthetic_arrays
+from fastmf.data.convert import as_ratings
+import fastmf
+assert fastmf.__file__.startswith({tree!r}), fastmf.__file__
+u, i, r = synthetic_arrays({n})
+as_ratings((u[:2_000_000], i[:2_000_000], r[:2_000_000]))  # compile / load the numba cache
+best = np.inf
+for _ in range({repeat}):
+    t = time.perf_counter()
+    out = as_ratings((u, i, r))
+    best = min(best, time.perf_counter() - t)
+    del out
+print(len(u), best)
+"""
+
+
+def compare_trees(n: int, baseline: str, rounds: int, repeat: int) -> None:
+    """``as_ratings`` at ``n`` in this tree against another checkout (e.g. ``main``'s worktree).
+
+    One fresh process per tree and round, the trees alternated, best of ``repeat`` calls in
+    each; the figure is the best over the rounds, so both trees see the same machine load.
+    """
+    trees = {"old": os.path.abspath(baseline), "new": str(_REPO)}
+    best = {"old": np.inf, "new": np.inf}
+    for _ in range(rounds):
+        for label, tree in trees.items():
+            env = dict(os.environ, PYTHONPATH=tree)
+            res = subprocess.run([sys.executable, "-c", _TREE_CHILD.format(tree=tree, n=n, repeat=repeat)],
+                                 cwd=tree, env=env, capture_output=True, text=True, check=True)
+            nn, t = res.stdout.split()
+            best[label] = min(best[label], float(t))
+    print(f"as_ratings int ids n={int(nn):,}: {trees['old']} {best['old']:.3f} s, this tree {best['new']:.3f} s, "
+          f"ratio {best['old'] / best['new']:.2f}x (best of {rounds} x {repeat}, alternated processes; "
+          f"load {os.getloadavg()[0]:.1f})")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 4_500_000, 18_000_000])
@@ -214,12 +255,19 @@ def main(argv=None) -> None:
     p.add_argument("--csv", type=int, default=0, help="rows of a synthetic ML-25M ratings.csv to load")
     p.add_argument("--csv-dir", help="scratch folder (CSV, memory inputs)",
                    default=os.environ.get("FASTMF_BENCH_SCRATCH", "/tmp/fastmf-bench"))
+    p.add_argument("--baseline-tree", help="another checkout (e.g. /work/main) to time as_ratings against, "
+                   "at each of --sizes, in alternated processes")
+    p.add_argument("--rounds", type=int, default=3, help="alternated process pairs for --baseline-tree")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         _memory_child(a.child[0], a.child[1])
         return
     print(f"uptime: {os.getloadavg()}")
+    if a.baseline_tree:
+        for n in a.sizes:
+            compare_trees(n, a.baseline_tree, a.rounds, a.repeat)
+        return
     for n in a.sizes:
         res = compare_paths(n, a.repeat)
         print(f"as_ratings int ids n={res['n']:,}: old {res['old']:.3f} s, new {res['new']:.3f} s, "

@@ -157,9 +157,12 @@ def test_sort_paths_agree_with_stable_argsort():
     n = 200_000  # several parallel chunks
     u = rng.integers(0, 5000, n).astype(np.int32)
     i = rng.integers(0, 300, n).astype(np.int32)
+    r = rng.random(n).astype(np.float32)
     order = np.argsort(u.astype(np.int64) * 300 + i, kind="stable")
-    users, items, src, n_dup = _sort.sort_by_user_item(u, i, 5000, 300)
+    users, items, src, n_dup, vals = _sort.sort_by_user_item(u, i, 5000, 300, r)
     np.testing.assert_array_equal(src, order)
+    assert vals.dtype == r.dtype
+    np.testing.assert_array_equal(vals, r[order])
     np.testing.assert_array_equal(users, u[order])
     np.testing.assert_array_equal(items, i[order])
     key = u[order].astype(np.int64) * 300 + i[order]
@@ -188,3 +191,60 @@ def test_result_does_not_depend_on_the_thread_count():
         numba.set_num_threads(saved)
     assert_same(one, many)
     assert_same(many, reference_from_arrays(u, i, r, duplicates="last"))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_radix_sort_duplicates_across_chunk_starts(threads):
+    """The duplicate count and the gathered values, fused into the unpacking pass, with
+    duplicates straddling every chunk start (a few keys, many rows)."""
+    rng = np.random.default_rng(5)
+    n = 300_000
+    u = rng.integers(0, 3, n).astype(np.int32)
+    i = rng.integers(0, 2, n).astype(np.int32)
+    r = rng.random(n)
+    order = np.argsort(u.astype(np.int64) * 2 + i, kind="stable")
+    key = u[order].astype(np.int64) * 2 + i[order]
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        users, items, src, n_dup, vals = _sort.sort_by_user_item(u, i, 3, 2, r)
+    finally:
+        numba.set_num_threads(saved)
+    assert n_dup == int(np.count_nonzero(key[1:] == key[:-1])) == n - 6
+    np.testing.assert_array_equal(src, order)
+    np.testing.assert_array_equal(vals, r[order])
+    np.testing.assert_array_equal(users, u[order])
+
+
+def _indptr_reference(codes, n_rows):
+    return np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_rows))]).astype(np.int64)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_indptr_equals_bincount(threads, monkeypatch):
+    """The parallel indptr (from the row changes) against bincount/cumsum: empty rows at the
+    start, in the middle and at the end, empty input, one row, and the serial count."""
+    from fastmf.data import _layout
+
+    rng = np.random.default_rng(9)
+    cases = [np.sort(rng.integers(3, 900, 200_000)).astype(np.int32),  # gaps, empty first/last rows
+             np.repeat(np.array([0, 5, 6, 999], dtype=np.int32), [70_000, 1, 60_000, 70_000]),
+             np.zeros(10, dtype=np.int32), np.array([7], dtype=np.int32), np.empty(0, dtype=np.int32)]
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        for codes in cases:
+            ref = _indptr_reference(codes, 1000)
+            serial = _layout.indptr_from_sorted(codes, 1000)
+            monkeypatch.setattr(_layout, "PARALLEL_MIN_CODES", 0)
+            par = _layout.indptr_from_sorted(codes, 1000)
+            monkeypatch.undo()
+            for out in (serial, par):
+                assert out.dtype == np.int64
+                np.testing.assert_array_equal(out, ref)
+            for k in (1, 2, 3, 64):  # any chunk count, more chunks than codes too
+                out = np.full(1001, -7, dtype=np.int64)
+                _layout._indptr_chunks(codes, out, k)
+                np.testing.assert_array_equal(out, ref)
+    finally:
+        numba.set_num_threads(saved)

@@ -356,24 +356,41 @@ def _radix_pass(keys, out, shift, n_chunks):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _unpack(keys, item_bits, pos_bits, n_chunks, users, items):
-    """Users and items of the sorted packed keys; ``keys`` becomes the positions, in place."""
+def _unpack(keys, item_bits, pos_bits, n_chunks, users, items, values, out_values, dups):
+    """Users and items of the sorted packed keys; ``keys`` becomes the positions, in place.
+
+    Fused into the same pass (each a separate pass over ``nnz`` before): ``out_values[p] =
+    values[position]`` (the gather of the ratings) and, in ``dups[c]``, the number of keys
+    of chunk ``c`` whose (user, item) equals the previous key's.  The previous key of a
+    chunk's first position belongs to another chunk, which may already have overwritten
+    it with a position, so that one comparison is made by the caller, before this kernel.
+    """
     n = keys.shape[0]
     pmask = (np.int64(1) << pos_bits) - 1
     imask = (np.int64(1) << item_bits) - 1
     for c in prange(n_chunks):
         a = c * n // n_chunks
         b = (c + 1) * n // n_chunks
+        d = 0
+        prev = np.int64(-1)  # keys are non-negative: no (user, item) equals it
         for p in range(a, b):
             v = keys[p]
             k = v >> pos_bits
+            if k == prev:
+                d += 1
+            prev = k
+            j = v & pmask
             items[p] = k & imask
             users[p] = k >> item_bits
-            keys[p] = v & pmask
+            out_values[p] = values[j]
+            keys[p] = j
+        dups[c] = d
+    return out_values
 
 
-def _radix_sort(ucodes, icodes, n_users, n_items):
-    """Sorted (users, items, src) by an LSD radix sort of packed ``user|item|position`` int64 keys.
+def _radix_sort(ucodes, icodes, n_users, n_items, values):
+    """Sorted (users, items, src, n_duplicates, sorted values) by an LSD radix sort of packed
+    ``user|item|position`` int64 keys.
 
     The position in the low bits makes every key unique, so any sort of the packed
     keys is the stable sort by (user, item); only the (user, item) bits are radix
@@ -381,7 +398,8 @@ def _radix_sort(ucodes, icodes, n_users, n_items):
 
     Memory: two int64 buffers of ``nnz`` (fresh pages are expensive, so they are
     reused): the sorted buffer becomes ``src`` (int64) in place, the other one holds
-    ``users`` and ``items`` as its two int32 halves.
+    ``users`` and ``items`` as its two int32 halves.  The gather of ``values`` and the
+    duplicate count ride on the unpacking pass.
     """
     n = ucodes.shape[0]
     ib, ub, pb = _bits(n_items), _bits(n_users), _bits(n)
@@ -395,12 +413,17 @@ def _radix_sort(ucodes, icodes, n_users, n_items):
         keys, tmp = tmp, keys
     halves = tmp.view(np.int32)
     users, items = halves[:n], halves[n:]
-    _unpack(keys, np.int64(ib), np.int64(pb), chunks, users, items)
-    return users, items, keys
+    # the comparisons across chunk starts, made before _unpack overwrites the keys
+    starts = [c * n // chunks for c in range(1, chunks)]
+    n_dup = sum(int(keys[a] >> pb == keys[a - 1] >> pb) for a in starts if 0 < a < n)
+    dups = np.zeros(chunks, dtype=np.int64)
+    out_values = _unpack(keys, np.int64(ib), np.int64(pb), chunks, users, items, values,
+                         np.empty(n, dtype=values.dtype), dups)
+    return users, items, keys, n_dup + int(dups.sum()), out_values
 
 
 @_guarded
-def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_items: int):
+def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_items: int, values: np.ndarray):
     """Canonical order of (user, item) codes by two stable counting sorts.
 
     Returns
@@ -412,13 +435,14 @@ def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_it
         kind="stable")``.
     n_duplicates : int
         Positions whose (user, item) equals the previous one.
+    sorted_values : ndarray
+        ``values[src]`` (a new array).
     """
     n = ucodes.shape[0]
     pos_dtype = np.int32 if n < 2**31 else np.int64
-    res = _radix_sort(ucodes, icodes, n_users, n_items)
+    res = _radix_sort(ucodes, icodes, n_users, n_items, values)
     if res is not None:
-        users, items, src = res
-        return users, items, src, int(_count_duplicates(users, items, n_chunks_for(n, 1)))
+        return res
     by_item = _sort_by_item(icodes, n_items, n_chunks_for(n, n_items), np.empty(n, dtype=pos_dtype))
     src = np.empty(n, dtype=pos_dtype)
     items = np.empty(n, dtype=np.int32)
@@ -426,4 +450,4 @@ def sort_by_user_item(ucodes: np.ndarray, icodes: np.ndarray, n_users: int, n_it
     del by_item
     users = _users_from_indptr(indptr, np.empty(n, dtype=np.int32))
     n_dup = int(_count_duplicates(users, items, n_chunks_for(n, 1)))
-    return users, items, src, n_dup
+    return users, items, src, n_dup, _gather(values, src, np.empty(n, dtype=values.dtype))

@@ -73,9 +73,9 @@ def _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates):
     Two stable counting sorts (:func:`fastmf.data._sort.sort_by_user_item`): the order
     is that of a stable argsort of ``user * n_items + item``, so ties keep input order.
     """
-    users, items, order, n_dup = sort_by_user_item(ucodes, icodes, len(user_ids), len(item_ids))
+    users, items, order, n_dup, sorted_vals = sort_by_user_item(ucodes, icodes, len(user_ids), len(item_ids), vals)
     if not n_dup:
-        return users, items, gather(vals, order), None if ts is None else gather(ts, order)
+        return users, items, sorted_vals, None if ts is None else gather(ts, order)
     dup = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
     if duplicates == "error":
         pos = np.flatnonzero(dup) + 1
@@ -89,7 +89,7 @@ def _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates):
     last = np.append(~dup, True)
     if duplicates == "mean":
         starts = np.flatnonzero(np.insert(~dup, 0, True))
-        sums = np.add.reduceat(gather(vals, order).astype(np.float64), starts)
+        sums = np.add.reduceat(sorted_vals.astype(np.float64), starts)
         counts = np.diff(np.append(starts, len(order)))
         vals = (sums / counts).astype(vals.dtype)
         ts = None if ts is None else np.maximum.reduceat(gather(ts, order), starts)
