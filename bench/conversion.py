@@ -233,17 +233,20 @@ def compare_trees(n: int, baseline: str, rounds: int, repeat: int) -> None:
     each; the figure is the best over the rounds, so both trees see the same machine load.
     """
     trees = {"old": os.path.abspath(baseline), "new": str(_REPO)}
-    best = {"old": np.inf, "new": np.inf}
+    times = {"old": [], "new": []}
     for _ in range(rounds):
         for label, tree in trees.items():
             env = dict(os.environ, PYTHONPATH=tree)
             res = subprocess.run([sys.executable, "-c", _TREE_CHILD.format(tree=tree, n=n, repeat=repeat)],
                                  cwd=tree, env=env, capture_output=True, text=True, check=True)
             nn, t = res.stdout.split()
-            best[label] = min(best[label], float(t))
-    print(f"as_ratings int ids n={int(nn):,}: {trees['old']} {best['old']:.3f} s, this tree {best['new']:.3f} s, "
-          f"ratio {best['old'] / best['new']:.2f}x (best of {rounds} x {repeat}, alternated processes; "
-          f"load {os.getloadavg()[0]:.1f})")
+            times[label].append(float(t))
+    best = {k: min(v) for k, v in times.items()}
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"as_ratings int ids n={int(nn):,}: {trees['old']} best {best['old']:.3f} s (median {med['old']:.3f}), "
+          f"this tree best {best['new']:.3f} s (median {med['new']:.3f}); ratio of bests "
+          f"{best['old'] / best['new']:.2f}x, of medians {med['old'] / med['new']:.2f}x "
+          f"({rounds} alternated process pairs, best of {repeat} calls each; load {os.getloadavg()[0]:.1f})")
 
 
 def main(argv=None) -> None:

@@ -216,35 +216,72 @@ def test_radix_sort_duplicates_across_chunk_starts(threads):
     np.testing.assert_array_equal(users, u[order])
 
 
-def _indptr_reference(codes, n_rows):
-    return np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_rows))]).astype(np.int64)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_parallel_indptr_equals_bincount(threads, monkeypatch):
-    """The parallel indptr (from the row changes) against bincount/cumsum: empty rows at the
-    start, in the middle and at the end, empty input, one row, and the serial count."""
+def test_indptr_from_sorted_equals_bincount():
+    """Empty rows at the start, in the middle and at the end, one row, no codes."""
     from fastmf.data import _layout
 
     rng = np.random.default_rng(9)
-    cases = [np.sort(rng.integers(3, 900, 200_000)).astype(np.int32),  # gaps, empty first/last rows
+    cases = [np.sort(rng.integers(3, 900, 200_000)).astype(np.int32),
              np.repeat(np.array([0, 5, 6, 999], dtype=np.int32), [70_000, 1, 60_000, 70_000]),
              np.zeros(10, dtype=np.int32), np.array([7], dtype=np.int32), np.empty(0, dtype=np.int32)]
+    for codes in cases:
+        ref = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=1000))]).astype(np.int64)
+        out = _layout.indptr_from_sorted(codes, 1000)
+        assert out.dtype == np.int64
+        np.testing.assert_array_equal(out, ref)
+
+
+@pytest.fixture
+def rank_table_path(monkeypatch):
+    """Small inputs through the large-input path: rank tables and the sort reading codes from
+    them (``from_arrays`` takes it from ``PARALLEL_MIN_IDS`` ids), parallel chunks of 1Ki."""
+    from fastmf.data import ratings
+
+    calls = []
+    real = _sort.sort_by_rank_tables
+
+    def spy(*args):
+        calls.append(len(args[0]))
+        return real(*args)
+
+    monkeypatch.setattr(ratings, "PARALLEL_MIN_IDS", 1)
+    monkeypatch.setattr(ratings, "sort_by_rank_tables", spy)
+    monkeypatch.setattr(_sort, "PARALLEL_MIN_IDS", 1)
+    monkeypatch.setattr(_sort, "_MIN_CHUNK", 1 << 10)
+    return calls
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(2))
+def test_rank_table_path_matches_the_former_path(kind, seed, rank_table_path):
+    rng = np.random.default_rng(50 + seed)
+    for n in (1, 2, 17, 500, 5000):
+        u, i = _case(rng, n, kind)
+        r = rng.integers(1, 11, n) / 2
+        ts = rng.integers(0, 10**9, n)
+        for dtype in (np.float32, np.float64):
+            for policy in ("error", "last", "mean"):
+                check(u, i, r, ts, dtype=dtype, duplicates=policy)
+                check(u, i, r, dtype=dtype, duplicates=policy)
+        order = np.lexsort((i, u))
+        check(u[order], i[order], r[order], ts[order], duplicates="last")  # sorted: codes, no sort
+    if kind in ("dense", "offset", "int32"):  # integer ids in a narrow range: the tables were used
+        assert rank_table_path and max(rank_table_path) == 5000
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rank_table_path_thread_count_and_duplicate_error(threads, rank_table_path):
+    rng = np.random.default_rng(77)
+    n = 200_000
+    u, i = rng.integers(0, 20_000, n), rng.integers(0, 3000, n)
+    r = rng.random(n)
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        for codes in cases:
-            ref = _indptr_reference(codes, 1000)
-            serial = _layout.indptr_from_sorted(codes, 1000)
-            monkeypatch.setattr(_layout, "PARALLEL_MIN_CODES", 0)
-            par = _layout.indptr_from_sorted(codes, 1000)
-            monkeypatch.undo()
-            for out in (serial, par):
-                assert out.dtype == np.int64
-                np.testing.assert_array_equal(out, ref)
-            for k in (1, 2, 3, 64):  # any chunk count, more chunks than codes too
-                out = np.full(1001, -7, dtype=np.int64)
-                _layout._indptr_chunks(codes, out, k)
-                np.testing.assert_array_equal(out, ref)
+        assert_same(Ratings.from_arrays(u, i, r, duplicates="last"),
+                    reference_from_arrays(u, i, r, duplicates="last"))
+        new, old = both(u, i, r)
+        assert isinstance(new, str) and new == old and "duplicate (user, item) pair" in new
     finally:
         numba.set_num_threads(saved)
+    assert rank_table_path == [n, n]

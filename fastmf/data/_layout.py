@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
-
-from .._threading import kernel_guard
 
 
 @numba.njit(cache=True, nogil=True)
@@ -24,51 +21,8 @@ def _count_prefix(codes, counts):
         counts[r + 1] += counts[r]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _indptr_chunks(codes, indptr, n_chunks):
-    """``indptr`` of sorted ``codes`` from the row changes, ``n_chunks`` contiguous chunks in parallel.
-
-    Where ``codes[j - 1] = p < q = codes[j]``, rows ``p + 1 .. q`` start at ``j``.  The
-    change at a chunk's first position is handled by that chunk, and each row start is
-    written by the one chunk holding its change, so the writes are disjoint: race-free,
-    and the same ``indptr`` for any chunk count.  No counts array, no prefix sum.
-    """
-    n = codes.shape[0]
-    n_rows = indptr.shape[0] - 1
-    for c in prange(n_chunks):
-        a = max(1, c * n // n_chunks)
-        b = (c + 1) * n // n_chunks
-        for j in range(a, b):
-            p = codes[j - 1]
-            q = codes[j]
-            if q != p:
-                for r in range(p + 1, q + 1):
-                    indptr[r] = j
-    first = codes[0] if n else n_rows
-    last = codes[n - 1] if n else -1
-    for r in range(first + 1):  # rows before the first code are empty
-        indptr[r] = 0
-    for r in range(last + 1, n_rows + 1):  # rows after the last code are empty
-        indptr[r] = n
-
-
-#: Codes from which :func:`indptr_from_sorted` runs in parallel chunks; below, the serial
-#: count (no ``prange`` kernel to compile on a small first fit, see the module docstring).
-PARALLEL_MIN_CODES = 1 << 22
-
-
 def indptr_from_sorted(codes: np.ndarray, n_rows: int) -> np.ndarray:
-    """``indptr`` (int64, length ``n_rows + 1``) of an array of row codes sorted ascending.
-
-    Serial count and prefix sum below :data:`PARALLEL_MIN_CODES` codes; above, one
-    parallel pass over the row changes (:func:`_indptr_chunks`), with the same result
-    (``np.r_[0, np.cumsum(np.bincount(codes, minlength=n_rows))]``) for any thread count.
-    """
-    if codes.shape[0] >= PARALLEL_MIN_CODES:
-        indptr = np.empty(n_rows + 1, dtype=np.int64)
-        with kernel_guard():
-            _indptr_chunks(codes, indptr, max(1, numba.get_num_threads()))
-        return indptr
+    """``indptr`` (int64, length ``n_rows + 1``) of an array of row codes sorted ascending."""
     counts = np.zeros(n_rows + 1, dtype=np.int64)
     _count_prefix(codes, counts)
     return counts
