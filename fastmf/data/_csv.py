@@ -238,6 +238,15 @@ def _parse(mm, body: int, n: int):
     return users, items, ratings, stamps
 
 
+def _map(fh) -> mmap.mmap:
+    """A read-only map of the whole file.  On Linux its pages are mapped up front
+    (``MAP_POPULATE``): at 632 MiB, faulting them in one by one during the line count took
+    0.07-0.12 s more (0.42 against 0.05 + 0.30 s)."""
+    if hasattr(mmap, "MAP_POPULATE"):
+        return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+    return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 def read_movielens_csv(path: str | os.PathLike, min_bytes: int | None = None):
     """The four columns of a MovieLens ``ratings.csv`` by the fast parser, or ``None``.
 
@@ -264,7 +273,7 @@ def read_movielens_csv(path: str | os.PathLike, min_bytes: int | None = None):
     n = path.stat().st_size
     if n < max(limit, 1):
         return None
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    with open(path, "rb") as fh, _map(fh) as mm:
         body = _header_end(mm, n)
         if body < 0:
             logger.debug("%s: first line is not %r; reading it with pyarrow", path, MOVIELENS_HEADER.decode())
