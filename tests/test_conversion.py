@@ -157,9 +157,12 @@ def test_sort_paths_agree_with_stable_argsort():
     n = 200_000  # several parallel chunks
     u = rng.integers(0, 5000, n).astype(np.int32)
     i = rng.integers(0, 300, n).astype(np.int32)
+    r = rng.random(n).astype(np.float32)
     order = np.argsort(u.astype(np.int64) * 300 + i, kind="stable")
-    users, items, src, n_dup = _sort.sort_by_user_item(u, i, 5000, 300)
+    users, items, src, n_dup, vals = _sort.sort_by_user_item(u, i, 5000, 300, r)
     np.testing.assert_array_equal(src, order)
+    assert vals.dtype == r.dtype
+    np.testing.assert_array_equal(vals, r[order])
     np.testing.assert_array_equal(users, u[order])
     np.testing.assert_array_equal(items, i[order])
     key = u[order].astype(np.int64) * 300 + i[order]
@@ -188,3 +191,97 @@ def test_result_does_not_depend_on_the_thread_count():
         numba.set_num_threads(saved)
     assert_same(one, many)
     assert_same(many, reference_from_arrays(u, i, r, duplicates="last"))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_radix_sort_duplicates_across_chunk_starts(threads):
+    """The duplicate count and the gathered values, fused into the unpacking pass, with
+    duplicates straddling every chunk start (a few keys, many rows)."""
+    rng = np.random.default_rng(5)
+    n = 300_000
+    u = rng.integers(0, 3, n).astype(np.int32)
+    i = rng.integers(0, 2, n).astype(np.int32)
+    r = rng.random(n)
+    order = np.argsort(u.astype(np.int64) * 2 + i, kind="stable")
+    key = u[order].astype(np.int64) * 2 + i[order]
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        users, items, src, n_dup, vals = _sort.sort_by_user_item(u, i, 3, 2, r)
+    finally:
+        numba.set_num_threads(saved)
+    assert n_dup == int(np.count_nonzero(key[1:] == key[:-1])) == n - 6
+    np.testing.assert_array_equal(src, order)
+    np.testing.assert_array_equal(vals, r[order])
+    np.testing.assert_array_equal(users, u[order])
+
+
+def test_indptr_from_sorted_equals_bincount():
+    """Empty rows at the start, in the middle and at the end, one row, no codes."""
+    from fastmf.data import _layout
+
+    rng = np.random.default_rng(9)
+    cases = [np.sort(rng.integers(3, 900, 200_000)).astype(np.int32),
+             np.repeat(np.array([0, 5, 6, 999], dtype=np.int32), [70_000, 1, 60_000, 70_000]),
+             np.zeros(10, dtype=np.int32), np.array([7], dtype=np.int32), np.empty(0, dtype=np.int32)]
+    for codes in cases:
+        ref = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=1000))]).astype(np.int64)
+        out = _layout.indptr_from_sorted(codes, 1000)
+        assert out.dtype == np.int64
+        np.testing.assert_array_equal(out, ref)
+
+
+@pytest.fixture
+def rank_table_path(monkeypatch):
+    """Small inputs through the large-input path: rank tables and the sort reading codes from
+    them (``from_arrays`` takes it from ``PARALLEL_MIN_IDS`` ids), parallel chunks of 1Ki."""
+    from fastmf.data import ratings
+
+    calls = []
+    real = _sort.sort_by_rank_tables
+
+    def spy(*args):
+        calls.append(len(args[0]))
+        return real(*args)
+
+    monkeypatch.setattr(ratings, "PARALLEL_MIN_IDS", 1)
+    monkeypatch.setattr(ratings, "sort_by_rank_tables", spy)
+    monkeypatch.setattr(_sort, "PARALLEL_MIN_IDS", 1)
+    monkeypatch.setattr(_sort, "_MIN_CHUNK", 1 << 10)
+    return calls
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(2))
+def test_rank_table_path_matches_the_former_path(kind, seed, rank_table_path):
+    rng = np.random.default_rng(50 + seed)
+    for n in (1, 2, 17, 500, 5000):
+        u, i = _case(rng, n, kind)
+        r = rng.integers(1, 11, n) / 2
+        ts = rng.integers(0, 10**9, n)
+        for dtype in (np.float32, np.float64):
+            for policy in ("error", "last", "mean"):
+                check(u, i, r, ts, dtype=dtype, duplicates=policy)
+                check(u, i, r, dtype=dtype, duplicates=policy)
+        order = np.lexsort((i, u))
+        check(u[order], i[order], r[order], ts[order], duplicates="last")  # sorted: codes, no sort
+    if kind in ("dense", "offset", "int32"):  # integer ids in a narrow range: the tables were used
+        assert rank_table_path and max(rank_table_path) == 5000
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rank_table_path_thread_count_and_duplicate_error(threads, rank_table_path):
+    rng = np.random.default_rng(77)
+    n = 200_000
+    u, i = rng.integers(0, 20_000, n), rng.integers(0, 3000, n)
+    r = rng.random(n)
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        assert_same(Ratings.from_arrays(u, i, r, duplicates="last"),
+                    reference_from_arrays(u, i, r, duplicates="last"))
+        new, old = both(u, i, r)
+        assert isinstance(new, str) and new == old and "duplicate (user, item) pair" in new
+    finally:
+        numba.set_num_threads(saved)
+    assert rank_table_path == [n, n]

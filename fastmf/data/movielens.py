@@ -32,6 +32,10 @@ zip holding the ratings file.
 
 All parsing is vectorised (pyarrow's CSV reader); ``::``-separated files are turned into
 tab-separated bytes with a single ``bytes.replace`` first.  No Python loop runs per row.
+A plain (not zipped) ``ratings.csv`` of at least ``fastmf.data._csv.FAST_CSV_MIN_BYTES``
+(16 MiB) whose first line is exactly ``userId,movieId,rating,timestamp`` is parsed by a
+dedicated numba parser instead (:mod:`fastmf.data._csv`: the same columns, bit for bit);
+it hands any file it does not fully understand back to pyarrow.
 """
 
 from __future__ import annotations
@@ -366,6 +370,29 @@ def _table_to_ratings(table: pa.Table, *, dtype, rating_scale, name, duplicates=
                                rating_scale=rating_scale, name=name)
 
 
+def _fast_csv_table(path: Path, id_type: pa.DataType) -> pa.Table | None:
+    """The user/item/rating/timestamp table of a large plain MovieLens ``ratings.csv`` by the
+    dedicated parser (:mod:`fastmf.data._csv`), or None: the caller then reads the file with
+    pyarrow as before.
+
+    The dispatch: the parser runs only on a file of at least ``_csv.FAST_CSV_MIN_BYTES``
+    whose first line is exactly ``userId,movieId,rating,timestamp``, and gives up (None) on
+    any byte outside the plain MovieLens format, so quoted, signed, malformed or
+    out-of-range files get pyarrow's result or pyarrow's error, as before.  Its columns are
+    bit-identical to pyarrow's (``id_type``: the id type the pyarrow path asks for or
+    infers).
+    """
+    from . import _csv
+
+    cols = _csv.read_movielens_csv(path)
+    if cols is None:
+        return None
+    users, items, ratings, stamps = cols
+    if id_type == pa.int64():
+        users, items = users.astype(np.int64), items.astype(np.int64)
+    return pa.table({"user": users, "item": items, "rating": ratings, "timestamp": stamps})
+
+
 def _read_spec_ratings(src: _Source, spec: _Spec, fname: str | None = None) -> pa.Table:
     fname = fname or spec.ratings
     if spec.fmt == "tab":
@@ -374,6 +401,10 @@ def _read_spec_ratings(src: _Source, spec: _Spec, fname: str | None = None) -> p
         return _read_headerless(src.read_bytes(fname), "\t")
     if spec.fmt == "dcolon":
         return _read_headerless(_dcolon_to_tab(src.read_bytes(fname)), "\t")
+    if src.zip_prefix is None:
+        table = _fast_csv_table(src.path / fname, pa.int32())
+        if table is not None:
+            return table
     table = src.read_table(
         fname,
         convert_options=pacsv.ConvertOptions(
@@ -565,8 +596,9 @@ def _sniff(head: bytes) -> tuple[str, bool, int]:
 _PARQUET_MAGIC = b"PAR1"
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
+_ML_CSV_COLUMNS = ("userId", "movieId", "rating", "timestamp")
 _HEADER_GUESSES = (
-    ("userId", "movieId", "rating", "timestamp"),
+    _ML_CSV_COLUMNS,
     ("user", "item", "rating", "timestamp"),
     ("user_id", "item_id", "rating", "timestamp"),
     ("user_id", "movie_id", "rating", "timestamp"),
@@ -666,13 +698,17 @@ def load_ratings_file(path: str | os.PathLike, *, columns: tuple[str, ...] | Non
         parse = pacsv.ParseOptions(delimiter=delim)
         header = [h.strip().strip('"') for h in head.split(b"\n", 1)[0].rstrip(b"\r").decode().split(delim)]
         chosen = _choose_columns(header, columns, path)
-        types = {chosen[2]: pa.float64()}
-        if len(chosen) == 4:
-            types[chosen[3]] = pa.int64()
-        table = pacsv.read_csv(str(path), read_options=read, parse_options=parse,
-                               convert_options=pacsv.ConvertOptions(include_columns=list(chosen),
-                                                                    column_types=types))
-        table = table.select(list(chosen)).rename_columns(list(_COLS[:len(chosen)]))
+        table = None
+        if chosen == _ML_CSV_COLUMNS:  # pyarrow infers int64 ids here
+            table = _fast_csv_table(path, pa.int64())
+        if table is None:
+            types = {chosen[2]: pa.float64()}
+            if len(chosen) == 4:
+                types[chosen[3]] = pa.int64()
+            table = pacsv.read_csv(str(path), read_options=read, parse_options=parse,
+                                   convert_options=pacsv.ConvertOptions(include_columns=list(chosen),
+                                                                        column_types=types))
+            table = table.select(list(chosen)).rename_columns(list(_COLS[:len(chosen)]))
     if table.num_rows == 0:
         raise ValueError(f"{path}: no ratings in the file")
     return _table_to_ratings(table, dtype=dt, rating_scale=rating_scale, name=name, duplicates=duplicates)

@@ -32,7 +32,7 @@ import numpy as np
 from .._lazy import is_dataframe, is_sparse
 from .._validation import as_1d, check_dtype, check_rating_scale, check_ratings_values, check_raw_ids
 from ._layout import first_unsorted, indptr_from_sorted, item_major
-from ._sort import factorize_int, gather, sort_by_user_item
+from ._sort import PARALLEL_MIN_IDS, factorize_int, gather, rank_table, sort_by_rank_tables, sort_by_user_item
 from .ids import IdIndex, as_id_array
 
 if TYPE_CHECKING:  # pandas and scipy are imported only by the methods that use them
@@ -73,23 +73,32 @@ def _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates):
     Two stable counting sorts (:func:`fastmf.data._sort.sort_by_user_item`): the order
     is that of a stable argsort of ``user * n_items + item``, so ties keep input order.
     """
-    users, items, order, n_dup = sort_by_user_item(ucodes, icodes, len(user_ids), len(item_ids))
+    sorted_ = sort_by_user_item(ucodes, icodes, len(user_ids), len(item_ids), vals)
+    return _after_sort(*sorted_, vals, ts, lambda b: (user_ids[ucodes[b]], item_ids[icodes[b]]), duplicates)
+
+
+def _after_sort(users, items, order, n_dup, sorted_vals, vals, ts, raw_pair, duplicates):
+    """The canonical arrays from a sort's output: timestamps gathered, duplicates handled.
+
+    ``raw_pair(row)`` gives the raw (user, item) ids of an input row, for the duplicate error.
+    """
     if not n_dup:
-        return users, items, gather(vals, order), None if ts is None else gather(ts, order)
+        return users, items, sorted_vals, None if ts is None else gather(ts, order)
     dup = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
     if duplicates == "error":
         pos = np.flatnonzero(dup) + 1
         j = pos[np.argmin(order[pos])]
         a, b = sorted((int(order[j - 1]), int(order[j])))
+        raw_user, raw_item = raw_pair(b)
         raise ValueError(
-            f"duplicate (user, item) pair ({_py(user_ids[ucodes[b]])!r}, {_py(item_ids[icodes[b]])!r}) "
+            f"duplicate (user, item) pair ({_py(raw_user)!r}, {_py(raw_item)!r}) "
             f"at rows {a} and {b}; pass duplicates='last' or 'mean' to combine duplicates"
         )
     # Runs of equal keys: keep the last position of each run (the sort is stable).
     last = np.append(~dup, True)
     if duplicates == "mean":
         starts = np.flatnonzero(np.insert(~dup, 0, True))
-        sums = np.add.reduceat(gather(vals, order).astype(np.float64), starts)
+        sums = np.add.reduceat(sorted_vals.astype(np.float64), starts)
         counts = np.diff(np.append(starts, len(order)))
         vals = (sums / counts).astype(vals.dtype)
         ts = None if ts is None else np.maximum.reduceat(gather(ts, order), starts)
@@ -281,8 +290,19 @@ class Ratings:
         vals = check_ratings_values(r, dt, rating_scale)
         if ts is not None:
             ts = _check_timestamps(ts)
-        ucodes, user_ids = _factorize(u, "user ids")
-        icodes, item_ids = _factorize(i, "item ids")
+        # Large integer ids: rank tables, and when the input needs sorting the radix sort reads
+        # the codes from the tables, so the 2 x nnz int32 codes of the unsorted order are never
+        # stored (fresh memory is the cost on the 2-core machine).  Codes are ranks of the raw
+        # ids, so the raw ids are sorted exactly when the codes are.  Same result as below.
+        ut = rank_table(u) if len(u) >= PARALLEL_MIN_IDS else None
+        it = rank_table(i) if ut is not None else None
+        if ut is not None and it is not None and first_unsorted(u, i) >= 0:
+            res = sort_by_rank_tables(u, i, ut, it, vals)
+            if res is not None:
+                users, items, vals, ts = _after_sort(*res, vals, ts, lambda b: (u[b], i[b]), duplicates)
+                return cls._build(users, items, vals, ts, ut.uniques, it.uniques, rating_scale, name)
+        ucodes, user_ids = (ut.codes(u), ut.uniques) if ut is not None else _factorize(u, "user ids")
+        icodes, item_ids = (it.codes(i), it.uniques) if it is not None else _factorize(i, "item ids")
         return cls._canonicalize(
             ucodes, icodes, vals, ts, user_ids, item_ids, duplicates, rating_scale, name
         )
@@ -432,6 +452,11 @@ class Ratings:
     def _canonicalize(cls, ucodes, icodes, vals, ts, user_ids, item_ids, duplicates, rating_scale, name):
         if first_unsorted(ucodes, icodes) >= 0:
             ucodes, icodes, vals, ts = _canonical_order(ucodes, icodes, vals, ts, user_ids, item_ids, duplicates)
+        return cls._build(ucodes, icodes, vals, ts, user_ids, item_ids, rating_scale, name)
+
+    @classmethod
+    def _build(cls, ucodes, icodes, vals, ts, user_ids, item_ids, rating_scale, name):
+        """The object from canonical (sorted, duplicate-free) arrays."""
         return cls(
             np.ascontiguousarray(ucodes, dtype=np.int32),
             np.ascontiguousarray(icodes, dtype=np.int32),
