@@ -236,12 +236,12 @@ class MFObjective:
         ``None`` (default: :data:`DEFAULT_COO_BLOCKS`, itself ``None``): one block per
         thread of numba's pool (``numba.config.NUMBA_NUM_THREADS``, fixed for the
         process): at full threads the fastest cut, and with fewer threads no slower
-        (1 thread on 2 blocks: 0.97-1.0 of 1 thread on 1 block, ``docs/performance.md``).
+        (1 thread on 2 blocks: 0.94-0.95 of 1 thread on 1 block, ``docs/performance.md``).
         An int ``B`` also fixes the cut across processes with different pool sizes.  Costs
         ``B * n_items * (rank + 1)`` buffer floats (``B = 16``: 56 MB at the ML-20M
         shape, rank 32, float32) and time when ``B`` exceeds the threads: at 2 threads,
-        ``B = 4`` about +2 %, ``B = 8`` +9-15 %, ``B = 16`` +25-32 % per loss+gradient and
-        Hessian product (5M-rating ML-20M-shaped set, rank 32).
+        ``B = 4`` +0-8 %, ``B = 8`` +10-12 %, ``B = 16`` +16-34 % per loss+gradient and
+        Hessian product (5M-rating ML-20M-shaped set, rank 32; ``python -m bench.coo_blocks``).
 
     Attributes
     ----------
