@@ -257,7 +257,16 @@ def main(argv=None) -> None:
         print(f"\n4. kernel roofline (python -m bench.roofline), {_load()}", flush=True)
         report["roofline"] = roofline.main(["--threads", str(a.threads or 2)])
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, default=str))
+        Path(a.json).write_text(json.dumps(_json_keys(report), indent=1, default=str))
+
+
+def _json_keys(obj):
+    """``obj`` with every dict key a string (the roofline keys its times by (version, kernel))."""
+    if isinstance(obj, dict):
+        return {(" / ".join(map(str, k)) if isinstance(k, tuple) else str(k)): _json_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_keys(v) for v in obj]
+    return obj
 
 
 if __name__ == "__main__":
