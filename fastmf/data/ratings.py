@@ -299,7 +299,9 @@ class Ratings:
         if ut is not None and it is not None and first_unsorted(u, i) >= 0:
             res = sort_by_rank_tables(u, i, ut, it, vals)
             if res is not None:
-                users, items, vals, ts = _after_sort(*res, vals, ts, lambda b: (u[b], i[b]), duplicates)
+                s_users, s_items, order, n_dup, s_vals = res
+                users, items, vals, ts = _after_sort(s_users, s_items, order, n_dup, s_vals, vals, ts,
+                                                     lambda b: (u[b], i[b]), duplicates)
                 return cls._build(users, items, vals, ts, ut.uniques, it.uniques, rating_scale, name)
         ucodes, user_ids = (ut.codes(u), ut.uniques) if ut is not None else _factorize(u, "user ids")
         icodes, item_ids = (it.codes(i), it.uniques) if it is not None else _factorize(i, "item ids")
