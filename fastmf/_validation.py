@@ -61,14 +61,17 @@ def check_ratings_values(values, dtype, rating_scale=None, name: str = "ratings"
     arr = as_1d(values, name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name} contain NaN or inf: first at row {row} (value {_scalar(arr[row])!r})")
+    if arr.dtype.kind == "f":  # integers are always finite
+        finite = np.isfinite(arr)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"{name} contain NaN or inf: first at row {row} (value {_scalar(arr[row])!r})")
     with np.errstate(over="ignore"):
         out = np.array(arr, dtype=dtype, copy=True)
-    overflow = ~np.isfinite(out)
-    if overflow.any():
+    # finite input overflows only a narrower float (float64 -> float32; any integer fits float32)
+    may_overflow = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
+    overflow = ~np.isfinite(out) if may_overflow else None
+    if overflow is not None and overflow.any():
         row = int(np.flatnonzero(overflow)[0])
         raise ValueError(f"{name} overflow {np.dtype(dtype).name}: first at row {row} (value {_scalar(arr[row])!r}); "
                          "use dtype=np.float64 or rescale the ratings")
