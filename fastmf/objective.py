@@ -477,15 +477,12 @@ class MFObjective:
         See :mod:`fastmf.kernels.tiled`: 8 bytes per rating in float32 (12 in float64)
         plus 12 per (user, item tile) segment, built once (O(nnz), parallel).
         """
-        nb = self._coo_blocks
-        if self._tile_cache is None or self._tile_cache[0] != nb:
+        if self._tile_cache is None:
             R = self.ratings
-            ubounds = balanced_chunks(R.user_indptr, nb)
+            ubounds = balanced_chunks(R.user_indptr, self._coo_blocks)
             tu, ti = _tiled.tile_shape(self.rank, self.dtype.itemsize)
-            self._tile_cache = (nb, None)  # drop the old copy before building the new one
-            self._tile_cache = (nb, _tiled.build_tiles(R.user_indptr, R.items, self._vals, ubounds,
-                                                       self.n_items, tu, ti))
-        return self._tile_cache[1]
+            self._tile_cache = _tiled.build_tiles(R.user_indptr, R.items, self._vals, ubounds, self.n_items, tu, ti)
+        return self._tile_cache
 
     def _csr_tiles(self) -> tuple[dict, dict]:
         """Tiled copies of both CSR sides for the parallel side kernels (built on first use).

@@ -85,13 +85,20 @@ KINDS = ["dense", "sparse", "offset", "int32", "uint", "float", "str"]
 def test_random_inputs_match_the_former_path(kind, seed):
     rng = np.random.default_rng(seed)
     for n in (1, 2, 17, 500, 3000):
-        u, i = _case(rng, n, kind)
-        r = rng.integers(1, 11, n) / 2
-        ts = rng.integers(0, 10**9, n)
-        for dtype in (np.float32, np.float64):
-            for policy in ("error", "last", "mean"):
-                check(u, i, r, ts, dtype=dtype, duplicates=policy)
-                check(u, i, r, dtype=dtype, duplicates=policy)
+        _check_every_policy(rng, n, kind)
+
+
+def _check_every_policy(rng, n, kind):
+    """A random case of ``n`` ratings through :func:`check`, both dtypes and every duplicate
+    policy, with and without timestamps; returns the case's (users, items, ratings, timestamps)."""
+    u, i = _case(rng, n, kind)
+    r = rng.integers(1, 11, n) / 2
+    ts = rng.integers(0, 10**9, n)
+    for dtype in (np.float32, np.float64):
+        for policy in ("error", "last", "mean"):
+            check(u, i, r, ts, dtype=dtype, duplicates=policy)
+            check(u, i, r, dtype=dtype, duplicates=policy)
+    return u, i, r, ts
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -256,13 +263,7 @@ def rank_table_path(monkeypatch):
 def test_rank_table_path_matches_the_former_path(kind, seed, rank_table_path):
     rng = np.random.default_rng(50 + seed)
     for n in (1, 2, 17, 500, 5000):
-        u, i = _case(rng, n, kind)
-        r = rng.integers(1, 11, n) / 2
-        ts = rng.integers(0, 10**9, n)
-        for dtype in (np.float32, np.float64):
-            for policy in ("error", "last", "mean"):
-                check(u, i, r, ts, dtype=dtype, duplicates=policy)
-                check(u, i, r, dtype=dtype, duplicates=policy)
+        u, i, r, ts = _check_every_policy(rng, n, kind)
         order = np.lexsort((i, u))
         check(u[order], i[order], r[order], ts[order], duplicates="last")  # sorted: codes, no sort
     if kind in ("dense", "offset", "int32"):  # integer ids in a narrow range: the tables were used

@@ -210,6 +210,20 @@ class RankTable:
         return out
 
 
+def _table_range(raw: np.ndarray, chunks: int) -> tuple[int, int] | None:
+    """``(lo, span)`` of the presence table of integer ids, or ``None`` when the table does not
+    apply: non-integer ids, empty input, or a range too wide (the generic path, and its int32
+    code-range check, takes those)."""
+    if raw.dtype.kind != "i" or raw.size == 0:
+        return None
+    n = raw.shape[0]
+    lo, hi = _minmax(raw, chunks) if chunks > 1 else _minmax_range(raw, 0, n)
+    span = int(hi) - int(lo) + 1
+    if span > DENSE_FACTOR * n + DENSE_SLACK or span > np.iinfo(np.int32).max:
+        return None
+    return int(lo), span
+
+
 @_guarded
 def rank_table(raw: np.ndarray) -> RankTable | None:
     """:class:`RankTable` of validated integer ids (see :func:`factorize_int`), or ``None``.
@@ -217,15 +231,12 @@ def rank_table(raw: np.ndarray) -> RankTable | None:
     Parallel from :data:`PARALLEL_MIN_IDS` ids; ``None`` for non-integer ids, empty input
     or a range too wide for the table.
     """
-    if raw.dtype.kind != "i" or raw.size == 0:
-        return None
     n = raw.shape[0]
     chunks = n_chunks_for(n, 1) if n >= PARALLEL_MIN_IDS else 1
-    lo, hi = _minmax(raw, chunks) if chunks > 1 else _minmax_range(raw, 0, n)
-    lo, hi = int(lo), int(hi)
-    span = hi - lo + 1
-    if span > DENSE_FACTOR * n + DENSE_SLACK or span > np.iinfo(np.int32).max:
-        return None  # the generic path (and its int32 code-range check)
+    rng = _table_range(raw, chunks)
+    if rng is None:
+        return None
+    lo, span = rng
     if chunks > 1:
         table, uniques = _presence_table(raw, np.int64(lo), span, chunks, raw[:0])
         return RankTable(table, np.int64(lo), uniques, chunks)
@@ -247,15 +258,9 @@ def factorize_int(raw: np.ndarray):
     for the table (the caller then factorizes generically).  Serial below
     :data:`PARALLEL_MIN_IDS` ids (the same result).
     """
-    if raw.dtype.kind != "i" or raw.size == 0:
-        return None
-    n = raw.shape[0]
-    if n < PARALLEL_MIN_IDS:  # the serial kernels a small first fit compiles (unchanged)
-        lo, hi = _minmax_range(raw, 0, n)
-        span = int(hi) - int(lo) + 1
-        if span > DENSE_FACTOR * n + DENSE_SLACK or span > np.iinfo(np.int32).max:
-            return None
-        return _presence_codes_serial(raw, np.int64(lo), span)
+    if raw.shape[0] < PARALLEL_MIN_IDS:  # the serial kernels a small first fit compiles (unchanged)
+        rng = _table_range(raw, 1)
+        return None if rng is None else _presence_codes_serial(raw, np.int64(rng[0]), rng[1])
     tab = rank_table(raw)
     if tab is None:
         return None
