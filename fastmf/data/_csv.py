@@ -88,6 +88,9 @@ def _parse_range(buf, a, b, row, users, items, ratings, stamps):
     Returns -1 when every line parsed, else the offset in ``buf`` of the first byte
     the parser does not handle (the caller then falls back to pyarrow).
     """
+    # The digit loops are written out per field on purpose: one ``_digits(buf, pos, b, v,
+    # max_len) -> (v, pos, n)`` helper, plain or ``inline="always"``, parsed the 25M-row file
+    # 1.3-1.5x slower (0.88-1.01 s against 0.60-0.63 s, interleaved).
     pow10 = (1.0, 10.0, 100.0, 1000.0)
     pos = a
     while pos < b:
