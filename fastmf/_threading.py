@@ -53,6 +53,7 @@ __all__ = [
     "ForkedOpenMPError",
     "configure_threading_layer",
     "resolve_n_threads",
+    "run_blocks",
     "thread_limit",
     "threading_layer",
 ]
@@ -193,9 +194,11 @@ def _gnu_omp_started() -> bool:
 
 
 def _after_fork_in_child() -> None:
-    global _forked_after_gnu_omp, _workqueue_lock
+    global _forked_after_gnu_omp, _workqueue_lock, _block_pool
     # a lock held by another thread of the parent would stay held forever in the child
     _workqueue_lock = threading.RLock()
+    # the parent's pool threads do not exist in the child: start a new pool on first use
+    _block_pool = None
     if _gnu_omp_started():
         _forked_after_gnu_omp = True
 
@@ -279,6 +282,54 @@ def thread_limit(n_threads: int | None, limit_blas: bool = True):
         finally:
             numba.set_num_threads(previous)
 
+
+
+# --- serial kernels on Python threads -------------------------------------------------------
+
+_block_pool = None
+_block_pool_lock = threading.Lock()
+
+
+def _pool():
+    global _block_pool
+    with _block_pool_lock:
+        if _block_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _block_pool = ThreadPoolExecutor(max_workers=max(1, _numba_config.NUMBA_NUM_THREADS - 1),
+                                             thread_name_prefix="fastmf-block")
+        return _block_pool
+
+
+def run_blocks(fn, n_blocks: int, n_threads: int) -> None:
+    """Call ``fn(t)`` for ``t = 0 .. n_blocks - 1`` on at most ``n_threads`` threads.
+
+    For small problems, where a ``prange`` kernel would cost seconds of compilation on a first
+    fit for a call of a few milliseconds: ``fn`` calls serial numba kernels compiled with
+    ``nogil=True`` on disjoint outputs, so the blocks run concurrently on the calling thread
+    and up to ``n_threads - 1`` threads of a process-wide pool (started on first use, again
+    in a forked child).  Thread ``w`` takes blocks ``w, w + n_threads, ...``; which thread runs
+    a block never changes what it computes, so results do not depend on ``n_threads``.  Every
+    thread has stopped before this returns; a thread stops at its first failing block, and the
+    first exception (the caller's own, else the pool threads' in order) is re-raised.
+    """
+    n_threads = max(1, min(int(n_threads), int(n_blocks)))
+
+    def share(w: int) -> None:
+        for t in range(w, n_blocks, n_threads):
+            fn(t)
+
+    if n_threads == 1:
+        share(0)
+        return
+    futures = [_pool().submit(share, w) for w in range(1, n_threads)]
+    try:
+        share(0)
+    finally:
+        errors = [f.exception() for f in futures]  # waits for every block
+    for e in errors:
+        if e is not None:
+            raise e
 
 
 @contextlib.contextmanager

@@ -71,7 +71,7 @@ is detected); :meth:`residuals` is cached the same way.  ``x`` is never modified
 it is cast once per new ``x`` to ``dtype``.  Returned arrays are new arrays of
 ``x``'s float dtype (float64 for integer input).
 
-*Determinism*: with ``format="csr"`` the rows are cut into a fixed number of chunks
+*Determinism*: every path below gives the same bits at any ``n_threads``.  With ``format="csr"`` the rows are cut into a fixed number of chunks
 of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
 ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
 and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
@@ -82,7 +82,10 @@ threads of a call take the blocks: one block per thread of numba's pool
 :data:`DEFAULT_COO_BLOCKS`).  Results are bit-identical whatever ``n_threads`` or
 ``numba.set_num_threads`` says (``tests/test_thread_determinism.py``); with the default,
 a process started with another ``NUMBA_NUM_THREADS`` agrees to rounding (1e-12 relative
-in float64), and ``coo_blocks=B`` makes even that bit-identical.
+in float64), and ``coo_blocks=B`` makes even that bit-identical.  The serial COO kernels
+(small problems, ``parallel=False``) cut the users the same way, into at most as many
+blocks as hold :data:`SERIAL_BLOCK_MIN_RATINGS` ratings each: block 0 scatters its item
+terms into the output, every other block into its own buffer, added in block order.
 
 *Memory per rating* (float32; float64 adds 4 bytes per stored value): the
 canonical triplets, 12 bytes (user and item codes, value), are shared with the
@@ -97,8 +100,8 @@ adds its signs, 4 bytes (8 with CSR: both orders).  :meth:`residuals` caches 4 b
 builds (once, kept by the Ratings: 16 bytes per rating).
 The kernels themselves allocate nothing per rating; per row the objective keeps
 about five ``(rows, k)`` buffers (parameters, gradient, direction, product,
-diagonal) and, for parallel COO, ``n_blocks * n_items * (k + 1)`` buffer floats
-(``n_blocks``: numba's pool size, or ``coo_blocks``).
+diagonal) and, for COO, ``n_blocks * n_items * (k + 1)`` buffer floats
+(``n_blocks``: numba's pool size, or ``coo_blocks``; serial: one block fewer).
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ from .kernels._chunks import PARALLEL_MIN_RATINGS, balanced_chunks
 from .kernels.blocks import gn_diagonal_rows, gn_diagonal_side
 from .kernels.predict import residuals_codes
 
-__all__ = ["MFObjective", "PARALLEL_MIN_RATINGS"]
+__all__ = ["MFObjective", "PARALLEL_MIN_RATINGS", "SERIAL_BLOCK_MIN_RATINGS"]
 
 _HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign", "exact"): 2}
 
@@ -135,6 +138,12 @@ _HESSP_MODE = {("squared", "gauss-newton"): 0, ("squared", "exact"): 1, ("sign",
 DEFAULT_COO_BLOCKS: int | None = None
 #: The suggested fixed block count (memory: that many ``n_items x (rank + 1)`` buffers).
 COO_BLOCKS = 16
+#: Fewest ratings per user block of the serial COO kernels (below :data:`PARALLEL_MIN_RATINGS`,
+#: or ``parallel=False``): ``min(coo blocks, nnz // SERIAL_BLOCK_MIN_RATINGS)`` blocks, at least
+#: one.  Each block beyond the first costs an item buffer zeroed and added per call, which a
+#: block of fewer ratings does not pay back (ml-latest-small, 100K ratings: 2 blocks on 2 threads
+#: take the Hessian product from 4.5 to 2.2 ms, ``docs/performance.md``).
+SERIAL_BLOCK_MIN_RATINGS = 1 << 15
 
 
 def _checked_options(ratings, rank, reg, reg_bias, biases, loss, dtype, format, n_threads, hessian, reg_weighting,
@@ -225,10 +234,13 @@ class MFObjective:
         Global offset :math:`\mu`; ``None``: the ratings' global mean with biases
         (squared loss), 0.0 otherwise.
     parallel : bool or None, default None
-        Use the ``prange`` kernels (``True``) or the serial ones on the calling thread
-        (``False``).  ``None``: parallel from :data:`PARALLEL_MIN_RATINGS` ratings (512Ki),
-        serial below, where the serial kernels are about as fast and compile in a
-        fraction of the time; serial results are the same at any ``n_threads``.
+        Use the ``prange`` kernels (``True``) or the serial ones (``False``: on the calling
+        thread only).  ``None``: the ``prange`` kernels from :data:`PARALLEL_MIN_RATINGS`
+        ratings (512Ki); below, the serial kernels, which compile in a fraction of the time,
+        with ``format="coo"`` cut into user blocks of at least
+        :data:`SERIAL_BLOCK_MIN_RATINGS` ratings that run on up to ``n_threads`` Python
+        threads (the kernels release the GIL).  The serial results depend on the blocks
+        only: the same bits at any ``n_threads`` and with ``parallel=False``.
     coo_blocks : int or None
         User blocks of the parallel COO kernels, balanced by rating count (at most
         ``n_users``), each with its own item buffer added in block order and taken by
@@ -272,6 +284,7 @@ class MFObjective:
         coo_blocks: int | None = None,
     ):
         # validation first (no work before it), in one place shared by nothing else
+        threads_below_parallel = parallel is None
         (self.rank, self.reg, self.reg_bias, self.biases, self.loss, self.dtype, self.format, self.n_threads,
          self.hessian, self.reg_weighting, self.parallel, coo_blocks) = _checked_options(
             ratings, rank, reg, reg_bias, biases, loss, dtype, format, n_threads, hessian, reg_weighting, mu,
@@ -314,6 +327,12 @@ class MFObjective:
         # (fixed for the process), never the thread count of a call, so that results do not
         # depend on ``n_threads`` (issue #14 item 6)
         self._coo_blocks = max(1, min(max_threads if coo_blocks is None else coo_blocks, m))
+        # the serial COO kernels (below PARALLEL_MIN_RATINGS, or parallel=False) cut the users into
+        # as many blocks, but at least SERIAL_BLOCK_MIN_RATINGS ratings each (a block costs a
+        # zeroed and added item buffer per call); by default the blocks run on Python threads
+        # (the kernels release the GIL), with parallel=False on the calling thread: the same bits
+        self._serial_blocks = max(1, min(self._coo_blocks, R.nnz // SERIAL_BLOCK_MIN_RATINGS))
+        self._serial_on_threads = threads_below_parallel
         self._n_chunks = max(32, 16 * max_threads)
         self._user_chunks = balanced_chunks(R.user_indptr, self._n_chunks)
         if self.format == "csr":
@@ -511,19 +530,26 @@ class MFObjective:
         return self._csr_scratch_cache
 
     def _serial_layout(self) -> dict:
-        """The canonical triplets as one block of per-user segments (serial COO kernels; views of
-        the ratings plus 4 bytes per user, built on first use)."""
+        """The canonical triplets as per-user segments in ``_serial_blocks`` user blocks (serial COO
+        kernels; views of the ratings plus 4 bytes per user, built on first use)."""
         if self._serial_layout_cache is None:
             R = self.ratings
-            self._serial_layout_cache = _tiled.serial_layout(R.user_indptr, R.items, self._vals)
+            ub = balanced_chunks(R.user_indptr, self._serial_blocks)
+            self._serial_layout_cache = _tiled.serial_layout(R.user_indptr, R.items, self._vals, ub)
         return self._serial_layout_cache
 
-    def _serial_row(self) -> np.ndarray:
-        """Scratch row of the serial COO kernels (one cache-line-padded row)."""
+    def _serial_scratch(self) -> tuple:
+        """Scratch of the serial COO kernels: item buffers of blocks 1.., one cache-line-padded
+        row and two loss slots per block, and the thread count of a call."""
+        layout = self._serial_layout()
         if self._serial_row_cache is None:
+            nb = len(layout["ubounds"]) - 1
             pad = -(-self.rank * self.dtype.itemsize // 64) * 64 // self.dtype.itemsize
-            self._serial_row_cache = aligned_empty((1, pad), self.dtype)
-        return self._serial_row_cache
+            self._serial_row_cache = (aligned_empty((nb - 1, self.n_items, self.rank), self.dtype),
+                                      aligned_empty((nb - 1, self.n_items), self.dtype),
+                                      aligned_empty((nb, pad), self.dtype), np.empty((nb, 2)))
+        threads = resolve_n_threads(self.n_threads) if self._serial_on_threads else 1
+        return layout, self._serial_row_cache, threads
 
     def _coo_bufs(self, nb: int):
         if nb not in self._coo_buffers:
@@ -572,8 +598,9 @@ class MFObjective:
                                          self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc, bufQ, bufc, rows,
                                          parts, self._item_parts)
         else:
-            loss = _tiled.grad_serial(self._serial_layout(), P, Q, b, c, mu, self._regw_u, self._regbw_u,
-                                      self._regw_i, self._regbw_i, ub, sign, gP, gQ, gb, gc, self._serial_row())
+            layout, (bufQ, bufc, rows, parts), threads = self._serial_scratch()
+            loss = _tiled.grad_serial(layout, P, Q, b, c, mu, self._regw_u, self._regbw_u, self._regw_i,
+                                      self._regbw_i, ub, sign, gP, gQ, gb, gc, rows, bufQ, bufc, parts, threads)
         self._loss = float(loss)
         self._fg_valid = True
         self.n_evaluations += 1
@@ -646,8 +673,9 @@ class MFObjective:
                                    self._regbw_u, self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc, bufQ, bufc,
                                    rows)
         else:
-            _tiled.hessp_serial(self._serial_layout(), P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u, self._regbw_u,
-                                self._regw_i, self._regbw_i, ub, mode, hP, hQ, hb, hc, self._serial_row())
+            layout, (bufQ, bufc, rows, _), threads = self._serial_scratch()
+            _tiled.hessp_serial(layout, P, Q, dP, dQ, b, c, db, dc, mu, self._regw_u, self._regbw_u, self._regw_i,
+                                self._regbw_i, ub, mode, hP, hQ, hb, hc, rows, bufQ, bufc, threads)
         return self._hv.astype(self._out_dtype(x, p), copy=True)
 
     def diag_gauss_newton(self, x) -> np.ndarray:

@@ -45,3 +45,37 @@ def test_sync_changed_serial_equals_parallel(monkeypatch, xdtype, tdtype):
         np.testing.assert_array_equal(last, x)
         np.testing.assert_array_equal(theta, x.astype(tdtype))
         assert _vec.sync_changed(x, last, theta)  # NaN != NaN: always "changed"
+
+
+def test_run_blocks_runs_every_block_once_and_reraises():
+    """fastmf._threading.run_blocks: each block once, on at most n_threads threads (one of them
+    the caller's), the first error re-raised once every thread has stopped (a thread stops at
+    its first failing block)."""
+    import threading
+
+    from fastmf._threading import run_blocks
+
+    for n_blocks, n_threads in [(1, 1), (5, 1), (5, 2), (2, 8)]:
+        seen, names = [], set()
+        lock = threading.Lock()
+
+        def fn(t):
+            with lock:
+                seen.append(t)
+                names.add(threading.current_thread().name)
+
+        run_blocks(fn, n_blocks, n_threads)
+        assert sorted(seen) == list(range(n_blocks))
+        assert len(names) <= min(n_blocks, n_threads)
+        assert threading.current_thread().name in names
+
+    done = []
+
+    def failing(t):
+        if t == 1:
+            raise ValueError("block 1 failed")
+        done.append(t)
+
+    with pytest.raises(ValueError, match="block 1 failed"):
+        run_blocks(failing, 4, 2)
+    assert sorted(done) == [0, 2]  # the caller's share; the pool thread stopped at block 1

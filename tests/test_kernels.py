@@ -122,6 +122,52 @@ def test_kernels_match_reference(fmt, parallel, dtype, biases, weighting, loss, 
     compare_to_reference(R, 4, dtype, fmt, parallel, biases, weighting, loss, hessian)
 
 
+# ---------------------------------------------------------------------------- blocked serial COO
+BLOCKED = [(dt, biases, loss, hess, nb)
+           for dt, biases, (loss, hess), nb in itertools.product(
+               [np.float64, np.float32], [True, False],
+               [("squared", "gauss-newton"), ("squared", "exact"), ("sign", "exact")], [2, 3])
+           if not (loss == "sign" and biases)]
+
+
+@pytest.mark.parametrize("dtype,biases,loss,hessian,nb", BLOCKED)
+def test_blocked_serial_coo_matches_reference(monkeypatch, dtype, biases, loss, hessian, nb):
+    """The serial COO kernels cut into user blocks (item terms of blocks 1.. in buffers added in
+    block order, blocks on Python threads) match the dense reference, with an empty user and
+    item, and give the same bits on 1 and 2 threads and with ``parallel=False``."""
+    import fastmf.objective as fobj
+
+    monkeypatch.setattr(fobj, "SERIAL_BLOCK_MIN_RATINGS", 4)
+    R = random_ratings(23, 13, 0.4, seed=nb + 5 * biases, dtype=dtype)
+    obj, ref, x, p = compare_to_reference(R, 4, dtype, "coo", None, biases, "count", loss, hessian,
+                                          obj_kw={"coo_blocks": nb, "n_threads": 2})
+    assert len(obj._serial_layout()["ubounds"]) - 1 == nb
+    outs = []
+    for kw in ({"n_threads": 2}, {"n_threads": 1}, {"parallel": False}):
+        o = MFObjective(R, 4, dtype=dtype, reg=0.3, reg_bias=0.7, biases=biases, loss=loss, hessian=hessian,
+                        reg_weighting="count", coo_blocks=nb, **kw)
+        f, g = o.fun_and_jac(x)
+        outs.append((f, g, o.hessp(x, p)))
+    for f, g, h in outs[1:]:
+        assert f == outs[0][0]
+        np.testing.assert_array_equal(g, outs[0][1])
+        np.testing.assert_array_equal(h, outs[0][2])
+
+
+def test_serial_blocks_count(monkeypatch):
+    """min(coo blocks, nnz // SERIAL_BLOCK_MIN_RATINGS) blocks, at least one, at most one per user."""
+    import fastmf.objective as fobj
+
+    R = random_ratings(30, 20, 0.5, seed=1)
+    for minr, cb, want in [(1 << 15, 4, 1), (R.nnz // 2, 4, 2), (1, 4, 4), (1, 64, 30)]:
+        monkeypatch.setattr(fobj, "SERIAL_BLOCK_MIN_RATINGS", minr)
+        o = MFObjective(R, 3, coo_blocks=cb)
+        ub = o._serial_layout()["ubounds"]
+        # balanced by rating count; balanced_chunks merges repeated boundaries
+        np.testing.assert_array_equal(ub, balanced_chunks(R.user_indptr, want))
+        assert 1 <= len(ub) - 1 <= want
+
+
 @pytest.mark.parametrize("fmt,parallel", [("csr", True), ("coo", True), ("coo", False)])
 @pytest.mark.parametrize("weighting", ["sqrt-count", 0.3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

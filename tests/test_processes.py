@@ -37,6 +37,10 @@ CHILD = textwrap.dedent(
     import numpy as np
     import fastmf._threading as thr  # pins the threading layer (fastmf/__init__ does it too)
     import fastmf
+    import fastmf.objective
+    # the Newton-CG fit below cuts its 800 ratings into 2 user blocks run on fastmf's Python
+    # thread pool: the pool is started in the parent, then used after fork / spawn / in threads
+    fastmf.objective.SERIAL_BLOCK_MIN_RATINGS = 100
 
     def data():
         rng = np.random.default_rng(0)
@@ -53,7 +57,9 @@ CHILD = textwrap.dedent(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m.fit((u, i, r))
-        return m.predict(u[:50], i[:50]).tolist()
+            n = fastmf.MatrixFactorization(rank=3, solver="newton", max_iter=3, progress=False,
+                                           random_state=seed, n_threads=2).fit((u, i, r))
+        return m.predict(u[:50], i[:50]).tolist() + n.predict(u[:50], i[:50]).tolist()
 
     def emit(case, **kw):
         print(json.dumps(dict(case=case, **kw)), flush=True)

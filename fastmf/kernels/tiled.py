@@ -56,6 +56,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .._threading import run_blocks as _run_blocks
 from .coo import _reg_rows, _hessp_init
 
 __all__ = ["tile_shape", "build_tiles", "grad_tiled", "hessp_tiled", "side_grad_tiled", "side_hessp_tiled",
@@ -592,40 +593,97 @@ _grad_data_serial = _serial_twin(_grad_data, "_grad_data on the calling thread (
 _hessp_data_serial = _serial_twin(_hessp_data, "_hessp_data on the calling thread (see the section comment).")
 
 
-def serial_layout(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray) -> dict:
-    """The canonical triplets as one block of per-user segments, for :func:`grad_serial` and
-    :func:`hessp_serial` (no copy: views of the arrays given)."""
+def serial_layout(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray,
+                  ubounds: np.ndarray | None = None) -> dict:
+    """The canonical triplets as per-user segments, for :func:`grad_serial` and
+    :func:`hessp_serial` (no copy: views of the arrays given, plus 4 bytes per user).
+
+    ``ubounds`` (int64, ``nb + 1``) cuts the users into ``nb`` blocks (default: one block);
+    ``"blocks"`` holds each block's ``[u0, u1]`` as the one-block segment bounds of a kernel call.
+    """
     m = user_indptr.shape[0] - 1
+    ub = np.array([0, m], dtype=np.int64) if ubounds is None else np.asarray(ubounds, dtype=np.int64)
     return {"seg_bounds": np.array([0, m], dtype=np.int64), "seg_user": np.arange(m, dtype=np.int32),
-            "seg_ptr": user_indptr, "items": items, "values": vals}
+            "seg_ptr": user_indptr, "items": items, "values": vals, "ubounds": ub,
+            "blocks": [np.ascontiguousarray(ub[t:t + 2]) for t in range(len(ub) - 1)]}
+
+
+def _add_buffers(G, g, bufQ, bufc, nb, use_biases) -> None:
+    """``G += bufQ[0] + ... `` in block order (blocks 1.. of a blocked serial pass; numpy, in place)."""
+    for t in range(nb - 1):
+        np.add(G, bufQ[t], out=G)
+        if use_biases:
+            np.add(g, bufc[t], out=g)
 
 
 def grad_serial(layout, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, sign, gP, gQ, gb, gc,
-                rows) -> float:
-    """Loss and full gradient on the calling thread over :func:`serial_layout`; returns the loss.
+                rows, bufQ=None, bufc=None, parts=None, n_threads: int = 1) -> float:
+    """Loss and full gradient over :func:`serial_layout` by the serial twin of :func:`_grad_data`;
+    returns the loss.
 
-    The penalties are written first (``G = λ w P``, ``λ w Q``), then one pass of
-    :func:`_grad_data`'s serial twin adds the data terms, the item side into ``gQ``/``gc`` directly.
-    ``rows`` (1, >= k) is scratch.  The loss is the penalties' sum plus the data loss,
-    in float64.  Same maths as :func:`grad_tiled`; the summation order differs.
+    With one block (the default layout) everything runs on the calling thread: the penalties
+    are written first (``G = λ w P``, ``λ w Q``), then one pass adds the data terms, the item
+    side into ``gQ``/``gc`` directly.  With ``nb`` blocks (``layout["ubounds"]``) block ``t``
+    writes its users' rows and scatters its item terms into ``gQ`` (``t = 0``, after the item
+    penalties) or into its own zeroed buffer ``bufQ[t - 1]``/``bufc[t - 1]``; the blocks run
+    on up to ``n_threads`` threads (:func:`fastmf._threading.run_blocks`, the kernels release
+    the GIL) and the buffers are then added in block order.  ``rows`` (nb, >= k) and ``parts``
+    (nb, 2) float64 are scratch; ``bufQ`` (nb - 1, n, k) and ``bufc`` (nb - 1, n).  The loss
+    is the user penalties, the item penalty and the data losses summed in block order in
+    float64, so the result depends on the blocks, never on ``n_threads``.  Same maths as
+    :func:`grad_tiled`; the summation order differs.
     """
-    pen = _reg_rows(0, P.shape[0], P, b, regw_u, regbw_u, use_biases, gP, gb)
-    pen += _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
-    data = np.empty(1)
-    _grad_data_serial(layout["seg_bounds"], layout["seg_user"], layout["seg_ptr"], layout["items"], layout["values"],
-                      P, Q, b, c, mu, use_biases, sign, gP, gb, True, gQ[None], gc[None], rows, data)
-    return float(pen) + float(data[0])
+    ub = layout["ubounds"]
+    nb = len(ub) - 1
+    if parts is None:
+        parts = np.empty((nb, 2))
+    item_pen = np.zeros(1)
+
+    def block(t: int) -> None:
+        if t == 0:
+            item_pen[0] = _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
+            tQ, tc = gQ[None], gc[None]
+        else:
+            tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
+            _zero_block(tQ[0], tc[0])
+        parts[t, 0] = _reg_rows(ub[t], ub[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
+        _grad_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
+                          layout["values"], P, Q, b, c, mu, use_biases, sign, gP, gb, True, tQ, tc, rows[t:t + 1],
+                          parts[t, 1:])
+
+    _run_blocks(block, nb, n_threads)
+    _add_buffers(gQ, gc, bufQ, bufc, nb, use_biases)
+    total = float(parts[0, 0]) + float(item_pen[0])  # one block: (user + item penalties) + data
+    for t in range(1, nb):
+        total += float(parts[t, 0])
+    for t in range(nb):
+        total += float(parts[t, 1])
+    return total
 
 
 def hessp_serial(layout, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i, regbw_i, use_biases, mode,
-                 hP, hQ, hb, hc, rows) -> None:
-    """Hessian-vector product on the calling thread over :func:`serial_layout`; writes
-    ``hP, hQ, hb, hc`` (penalty part first, then :func:`_hessp_segments`, the item side
-    straight into ``hQ``/``hc``, by :func:`_hessp_data`'s serial twin).  Same maths as :func:`hessp_tiled`."""
-    _hessp_init(0, P.shape[0], dP, db, regw_u, regbw_u, use_biases, hP, hb)
-    _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
-    _hessp_data_serial(layout["seg_bounds"], layout["seg_user"], layout["seg_ptr"], layout["items"], layout["values"],
-                       P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, hQ[None], hc[None], rows)
+                 hP, hQ, hb, hc, rows, bufQ=None, bufc=None, n_threads: int = 1) -> None:
+    """Hessian-vector product over :func:`serial_layout` by the serial twin of :func:`_hessp_data`;
+    writes ``hP, hQ, hb, hc`` (penalty part first, then the data terms; with several blocks the
+    item terms of block ``t >= 1`` go to ``bufQ[t - 1]`` and are added in block order, as in
+    :func:`grad_serial`).  Same maths as :func:`hessp_tiled`."""
+    ub = layout["ubounds"]
+    nb = len(ub) - 1
+
+    def block(t: int) -> None:
+        if t == 0:
+            _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
+            tQ, tc = hQ[None], hc[None]
+        else:
+            tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
+            _zero_block(tQ[0], tc[0])
+        _hessp_init(ub[t], ub[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
+        _hessp_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
+                           layout["values"], P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, tQ, tc,
+                           rows[t:t + 1])
+
+    _run_blocks(block, nb, n_threads)
+    _add_buffers(hQ, hc, bufQ, bufc, nb, use_biases)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
