@@ -71,7 +71,8 @@ is detected); :meth:`residuals` is cached the same way.  ``x`` is never modified
 it is cast once per new ``x`` to ``dtype``.  Returned arrays are new arrays of
 ``x``'s float dtype (float64 for integer input).
 
-*Determinism*: every path below gives the same bits at any ``n_threads``.  With ``format="csr"`` the rows are cut into a fixed number of chunks
+*Determinism*: every path below gives the same bits at any ``n_threads``.  With
+``format="csr"`` the rows are cut into a fixed number of chunks
 of equal rating count (``16 * NUMBA_NUM_THREADS``, at least 32) whatever
 ``n_threads`` is, and the chunk results are combined in chunk order, so 1-thread
 and 2-thread runs are bit-identical (the serial kernels, ``parallel=False``, visit
