@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba import prange
 
 __all__ = ["sync_changed", "PARALLEL_MIN_SIZE"]
@@ -17,16 +18,23 @@ PARALLEL_MIN_SIZE = 1 << 22
 
 @numba.njit(cache=True, nogil=True)
 def _sync_chunk(x, last, theta, i0, i1):
-    for i in range(i0, i1):
-        if not (x[i] == last[i]):
-            # explicit loops, not ``last[i0:i1] = x[i0:i1]``: a slice assignment compiles
-            # numba's broadcast-error formatting (several seconds of a cold start)
-            for j in range(i0, i1):
-                v = x[j]
-                last[j] = v
-                theta[j] = v  # cast to theta's dtype
-            return True
-    return False
+    # one counting pass without an early exit, over unsigned indices: LLVM vectorises it (an
+    # exit per entry, or a signed index with numba's negative-index wrap, kept the loop scalar:
+    # 0.41 against 0.03 ms at 341K float32 entries)
+    differ = 0
+    for i in range(i1 - i0):
+        j = np.uint64(i0 + i)
+        differ += not (x[j] == last[j])
+    if differ == 0:
+        return False
+    # explicit loops, not ``last[i0:i1] = x[i0:i1]``: a slice assignment compiles
+    # numba's broadcast-error formatting (several seconds of a cold start)
+    for i in range(i1 - i0):
+        j = np.uint64(i0 + i)
+        v = x[j]
+        last[j] = v
+        theta[j] = v  # cast to theta's dtype
+    return True
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
