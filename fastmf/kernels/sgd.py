@@ -285,6 +285,12 @@ def _sgd_range(bu, bi, bv, start, stop, P, Q, AU, AI, mu, lr, reg, reg_b, inv_k,
     whose cached and freshly compiled copies :func:`bind_update` would have to keep apart,
     and in this codebase a shared helper in a byte-level hot loop cost 1.3-1.5x
     (:func:`fastmf.data._csv._parse_range`).
+
+    Four at a time (four ratings on pairwise disjoint rows, then pair, then single) was
+    measured and not kept: bit-identical only with the four dots in two loops of two (one
+    loop of four dots vectorises its reductions differently), and then slower than pairs
+    (best-of 0.90-0.96x the update rate, 0.57-0.77x at low load); three at a time was no
+    faster (``docs/performance.md``).
     """
     k = P.shape[1]
     zero = lr - lr
