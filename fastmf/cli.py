@@ -775,5 +775,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def console_main() -> None:
+    """Entry point of the ``fastmf`` command and ``python -m fastmf``: :func:`main`, then exit at once.
+
+    The interpreter's own teardown spends 0.2-0.3 s freeing numba's compiled code and LLVM
+    state (measured after a warm ``fastmf fit``: 0.31 s from the last atexit handler to the end
+    of the process, 0.02 s without it; a fifth of that command's wall time).  Once the command
+    has finished, its files written and closed, this runs the ``atexit`` handlers, flushes the
+    standard streams and leaves with :func:`os._exit`, skipping only that teardown.
+    :func:`main` itself returns normally, for callers in Python.  An exception that escapes
+    ``main`` (``--traceback``) takes the normal path.
+    """
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse's usage errors and --help
+        if exc.code is None:
+            status = 0
+        elif isinstance(exc.code, int):
+            status = exc.code
+        else:
+            print(exc.code, file=sys.stderr)
+            status = 1
+    _exit_now(status)
+
+
+def _exit_now(status: int) -> None:
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing more to write
+                pass
+        os._exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

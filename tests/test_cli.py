@@ -488,3 +488,29 @@ def test_corrupt_model_through_subprocess(bad_inputs):
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
     proc = run(["--traceback", "predict", "badjson.npz", "1", "2"], bad_inputs, check_rc=1, timeout=120)
     assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("argv, status, out, err", [
+    (["--help"], 0, "usage:", ""),
+    (["info", "missing.csv"], 1, "", "neither a MovieLens name"),
+    (["fit", "good.csv", "--rank", "abc"], 2, "", "invalid int value"),
+])
+def test_console_main_exits_at_once_with_status_output_and_atexit(tmp_path, argv, status, out, err):
+    """``console_main`` (the ``fastmf`` command, ``python -m fastmf``) leaves with ``os._exit``
+    after the command: the status, everything printed, and other atexit handlers all survive."""
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: print("other atexit handler ran", flush=True))
+        from fastmf.cli import console_main
+        sys.argv = ["fastmf", *{argv!r}]
+        console_main()
+        print("not reached")
+    """)
+    env = dict(os.environ, FASTMF_NO_DOWNLOAD="1")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == status, proc.stderr
+    assert out in proc.stdout and err in proc.stderr
+    assert proc.stdout.rstrip().endswith("other atexit handler ran")
+    assert "not reached" not in proc.stdout
