@@ -165,3 +165,39 @@ def test_epoch_kernels_run_the_paired_update_on_every_block(adaptive):
         np.testing.assert_allclose(out.sum(), ref_loss, rtol=1e-12)
         for g, w in zip(got, ref):
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=kernel)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("adaptive, use_biases", [(True, True), (True, False), (False, True)])
+def test_paired_range_is_bit_identical_to_one_rating_at_a_time(dtype, adaptive, use_biases):
+    """The pair path's claim, bit for bit: ``_sgd_range`` over a whole range (mostly pairs, some
+    adjacent ratings sharing a user or an item) leaves the same bits as calling it on each rating
+    alone (the single path), at ranks that fill, and do not fill, a SIMD register."""
+    rng = np.random.default_rng(1)
+    m, n, nnz = 300, 200, 3000
+    for k in (8, 13, 32):
+        bu = rng.integers(0, m, nnz).astype(np.int32)
+        bi = rng.integers(0, n, nnz).astype(np.int32)
+        bu[5::7] = bu[4::7][: bu[5::7].size]  # shared users between neighbours
+        bi[10::11] = bi[8::11][: bi[10::11].size]
+        bi[9::11] = bi[8::11][: bi[9::11].size]  # shared items between neighbours
+        bv = rng.uniform(1, 5, nnz).astype(dtype)
+        P = rng.normal(0, 0.3, (m, k)).astype(dtype)
+        Q = rng.normal(0, 0.3, (n, k)).astype(dtype)
+        AU = np.ones((m, 4), dtype)
+        AI = np.ones((n, 4), dtype)
+        AU[:, 0] = rng.normal(0, 0.1, m)
+        AI[:, 0] = rng.normal(0, 0.1, n)
+        AU[:, 3] = rng.uniform(0.2, 1, m)
+        AI[:, 3] = rng.uniform(0.2, 1, n)
+        args = (dtype(3.5), dtype(0.05), dtype(0.3), dtype(0.2), dtype(1 / k), use_biases, adaptive)
+        whole = [a.copy() for a in (P, Q, AU, AI)]
+        loss_whole = K._sgd_range(bu, bi, bv, 0, nnz, *whole, *args)
+        single = [a.copy() for a in (P, Q, AU, AI)]
+        loss_single = 0.0
+        for j in range(nnz):
+            loss_single += K._sgd_range(bu, bi, bv, j, j + 1, *single, *args)
+        for a, b in zip(whole, single):
+            np.testing.assert_array_equal(a, b)
+        assert abs(loss_whole - loss_single) <= 1e-9 * loss_single  # summed in another grouping
+        assert not np.array_equal(whole[0], P)  # the updates ran
