@@ -645,7 +645,8 @@ def grad_serial(layout, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_bi
             tQ, tc = gQ[None], gc[None]
         else:
             tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
-            _zero_block(tQ[0], tc[0])
+            tQ.fill(0)  # numpy releases the GIL here too; no kernel to compile on a cold start
+            tc.fill(0)
         parts[t, 0] = _reg_rows(ub[t], ub[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
         _grad_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
                           layout["values"], P, Q, b, c, mu, use_biases, sign, gP, gb, True, tQ, tc, rows[t:t + 1],
@@ -676,7 +677,8 @@ def hessp_serial(layout, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i
             tQ, tc = hQ[None], hc[None]
         else:
             tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
-            _zero_block(tQ[0], tc[0])
+            tQ.fill(0)  # numpy releases the GIL here too; no kernel to compile on a cold start
+            tc.fill(0)
         _hessp_init(ub[t], ub[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
         _hessp_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
                            layout["values"], P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, tQ, tc,
