@@ -47,8 +47,8 @@ import warnings
 
 import numpy as np
 
-from .._threading import resolve_n_threads
-from ..kernels._chunks import balanced_chunks
+from .._threading import resolve_n_threads, run_blocks
+from ..kernels._chunks import PARALLEL_MIN_RATINGS, balanced_chunks
 from ..kernels.blocks import PIVOT_RTOL, apply_blocks, block_memory, factor_blocks, gn_diagonal
 
 __all__ = [
@@ -126,6 +126,7 @@ class JacobiPreconditioner(Preconditioner):
     def __init__(self, structure: _Data, n_threads: int | None = None):
         self.s = structure
         n = resolve_n_threads(n_threads)
+        self._n_threads = n
         r = structure.ratings
         self._uchunks = balanced_chunks(r.user_indptr, 8 * n)
         self._ichunks = balanced_chunks(r.item_indptr, 8 * n)
@@ -143,10 +144,19 @@ class JacobiPreconditioner(Preconditioner):
         else:
             P, Q, _, _ = s.unpack(x)
             dummy = np.zeros(1, dtype=s.dtype)
-            gn_diagonal(r.user_indptr, r.items, Q, self._wu, s.reg, s.reg_bias, s.biases, self._uchunks,
-                        dP, db if s.biases else dummy)
-            gn_diagonal(r.item_indptr, r.item_users, P, self._wi, s.reg, s.reg_bias, s.biases, self._ichunks,
-                        dQ, dc if s.biases else dummy)
+            item_indptr, item_users = r.item_indptr, r.item_users  # built here, not in a block
+
+            def side(t: int) -> None:
+                if t == 0:
+                    gn_diagonal(r.user_indptr, r.items, Q, self._wu, s.reg, s.reg_bias, s.biases, self._uchunks,
+                                dP, db if s.biases else dummy)
+                else:
+                    gn_diagonal(item_indptr, item_users, P, self._wi, s.reg, s.reg_bias, s.biases, self._ichunks,
+                                dQ, dc if s.biases else dummy)
+
+            # below PARALLEL_MIN_RATINGS the sides are serial kernels (nogil): both at once on two
+            # threads; above, each side is a prange kernel on every thread, one after the other
+            run_blocks(side, 2, self._n_threads if r.nnz < PARALLEL_MIN_RATINGS else 1)
         bad = ~(diag > 0)
         self.n_fixed = int(bad.sum())
         if self.n_fixed:
