@@ -352,7 +352,7 @@ class MFObjective:
         self._tile_cache = None
         self._csr_tile_cache = None
         self._csr_scratch_cache = None
-        self._serial_row_cache = None
+        self._serial_scratch_cache = None
         self._serial_layout_cache = None
 
         # ---------------------------------------------------------------- owned buffers
@@ -543,14 +543,14 @@ class MFObjective:
         """Scratch of the serial COO kernels: item buffers of blocks 1.., one cache-line-padded
         row and two loss slots per block, and the thread count of a call."""
         layout = self._serial_layout()
-        if self._serial_row_cache is None:
+        if self._serial_scratch_cache is None:
             nb = len(layout["ubounds"]) - 1
             pad = -(-self.rank * self.dtype.itemsize // 64) * 64 // self.dtype.itemsize
-            self._serial_row_cache = (aligned_empty((nb - 1, self.n_items, self.rank), self.dtype),
+            self._serial_scratch_cache = (aligned_empty((nb - 1, self.n_items, self.rank), self.dtype),
                                       aligned_empty((nb - 1, self.n_items), self.dtype),
                                       aligned_empty((nb, pad), self.dtype), np.empty((nb, 2)))
         threads = resolve_n_threads(self.n_threads) if self._serial_on_threads else 1
-        return layout, self._serial_row_cache, threads
+        return layout, self._serial_scratch_cache, threads
 
     def _coo_bufs(self, nb: int):
         if nb not in self._coo_buffers:

@@ -329,8 +329,7 @@ def _grad_data(seg_bounds, seg_user, seg_ptr, items, vals, P, Q, b, c, mu, use_b
                     loss += 0.5 * (np.float64(e1) * np.float64(e1) + np.float64(e2) * np.float64(e2)
                                    + np.float64(e3) * np.float64(e3) + np.float64(e4) * np.float64(e4))
                 if scatter:
-                    # one loop for the user row and the four item rows: each Q row and the
-                    # P row are loaded once for both (the same sums as two loops)
+                    # the user row, then one loop per item row (see the module docstring)
                     for f in range(k):
                         rows[t, f] -= e1 * Q[i1, f] + e2 * Q[i2, f] + e3 * Q[i3, f] + e4 * Q[i4, f]
                     for f in range(k):
@@ -572,12 +571,13 @@ def hessp_tiled(tiles, ichunks, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u,
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Small problems: the same data passes on the calling thread, one block, no tiles
+# Small problems: the same data passes, serial kernels over a few user blocks, no tiles
 # ---------------------------------------------------------------------------------------------------------------------
 # Below ``fastmf.objective.PARALLEL_MIN_RATINGS`` ratings the objective runs the data passes above
-# on the calling thread, over the canonical (user, item) order: one block, one segment per user
-# (the factors fit in cache, so tiling buys nothing), the item side scattered straight into the
-# output (which holds the penalty part already), no buffers.  The passes are *serial twins* of
+# over the canonical (user, item) order, one segment per user (no tiles), in a few fixed user
+# blocks run on Python threads (``fastmf._threading.run_blocks``): block 0 scatters its item side
+# straight into the output (which holds the penalty part already), the others into buffers added
+# in block order.  One block runs on the calling thread alone.  The passes are *serial twins* of
 # ``_grad_data`` and ``_hessp_data``: the same Python functions compiled without ``parallel=True``
 # (``prange`` then runs as ``range``), under their own names so that numba caches them apart.  A
 # first fit then compiles two serial functions instead of seven parallel ones (docs/performance.md,
@@ -610,9 +610,20 @@ def serial_layout(user_indptr: np.ndarray, items: np.ndarray, vals: np.ndarray,
     """
     m = user_indptr.shape[0] - 1
     ub = np.array([0, m], dtype=np.int64) if ubounds is None else np.asarray(ubounds, dtype=np.int64)
-    return {"seg_bounds": np.array([0, m], dtype=np.int64), "seg_user": np.arange(m, dtype=np.int32),
-            "seg_ptr": user_indptr, "items": items, "values": vals, "ubounds": ub,
-            "blocks": [np.ascontiguousarray(ub[t:t + 2]) for t in range(len(ub) - 1)]}
+    return {"seg_user": np.arange(m, dtype=np.int32), "seg_ptr": user_indptr, "items": items, "values": vals,
+            "ubounds": ub, "blocks": [np.ascontiguousarray(ub[t:t + 2]) for t in range(len(ub) - 1)]}
+
+
+def _block_target(t, G, g, bufQ, bufc):
+    """Where block ``t`` of a blocked serial pass scatters its item terms: the output itself
+    (block 0, which must hold the penalty part already) or its own buffer, zeroed here (with
+    numpy, which releases the GIL too: no kernel to compile on a cold start)."""
+    if t == 0:
+        return G[None], g[None]
+    tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
+    tQ.fill(0)
+    tc.fill(0)
+    return tQ, tc
 
 
 def _add_buffers(G, g, bufQ, bufc, nb, use_biases) -> None:
@@ -649,11 +660,7 @@ def grad_serial(layout, P, Q, b, c, mu, regw_u, regbw_u, regw_i, regbw_i, use_bi
     def block(t: int) -> None:
         if t == 0:
             item_pen[0] = _reg_rows(0, Q.shape[0], Q, c, regw_i, regbw_i, use_biases, gQ, gc)
-            tQ, tc = gQ[None], gc[None]
-        else:
-            tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
-            tQ.fill(0)  # numpy releases the GIL here too; no kernel to compile on a cold start
-            tc.fill(0)
+        tQ, tc = _block_target(t, gQ, gc, bufQ, bufc)
         parts[t, 0] = _reg_rows(ub[t], ub[t + 1], P, b, regw_u, regbw_u, use_biases, gP, gb)
         _grad_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
                           layout["values"], P, Q, b, c, mu, use_biases, sign, gP, gb, True, tQ, tc, rows[t:t + 1],
@@ -681,11 +688,7 @@ def hessp_serial(layout, P, Q, dP, dQ, b, c, db, dc, mu, regw_u, regbw_u, regw_i
     def block(t: int) -> None:
         if t == 0:
             _hessp_init(0, Q.shape[0], dQ, dc, regw_i, regbw_i, use_biases, hQ, hc)
-            tQ, tc = hQ[None], hc[None]
-        else:
-            tQ, tc = bufQ[t - 1:t], bufc[t - 1:t]
-            tQ.fill(0)  # numpy releases the GIL here too; no kernel to compile on a cold start
-            tc.fill(0)
+        tQ, tc = _block_target(t, hQ, hc, bufQ, bufc)
         _hessp_init(ub[t], ub[t + 1], dP, db, regw_u, regbw_u, use_biases, hP, hb)
         _hessp_data_serial(layout["blocks"][t], layout["seg_user"], layout["seg_ptr"], layout["items"],
                            layout["values"], P, Q, dP, dQ, b, c, db, dc, mu, use_biases, mode, hP, hb, True, tQ, tc,
